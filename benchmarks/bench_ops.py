@@ -1,0 +1,133 @@
+"""Throughput of pyconvnet's convolution and pooling ops, 1 and 2 threads.
+
+Convolution is reported in GFLOP/s (2 flops per multiply-add; the backward
+pass counts the weight gradient and, where computed, the input gradient),
+pooling in GB/s of memory touched (input read + output written, and for the
+backward pass dy read + dx written).
+
+    python benchmarks/bench_ops.py [--repeats 7] [--json benchmarks/results/ops.json]
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine, markdown_table, median_time, write_json  # noqa: E402
+
+from pyconvnet import ops  # noqa: E402
+from pyconvnet._threads import blas_single_threaded  # noqa: E402
+
+# name: (x shape, weight shape, padding, input gradient wanted)
+CONV_SHAPES = {
+    "conv1 64x1x28x28 20@5x5": ((64, 1, 28, 28), (20, 1, 5, 5), 0, False),
+    "conv2 64x20x12x12 40@5x5": ((64, 20, 12, 12), (40, 20, 5, 5), 0, True),
+    "conv3x3 64x32x16x16 64@3x3 pad1": ((64, 32, 16, 16), (64, 32, 3, 3), 1, True),
+}
+# name: x shape (pooled 2x2)
+POOL_SHAPES = {
+    "pool1 64x20x24x24": (64, 20, 24, 24),
+    "pool2 64x40x8x8": (64, 40, 8, 8),
+}
+
+
+def bench_conv(threads, repeats, dtype):
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, (xs, ws, pad, want_dx) in CONV_SHAPES.items():
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        y = ops.conv2d(x, w, b, padding=pad)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        macs = y.size * ws[1] * ws[2] * ws[3]
+        for n in threads:
+            t_fwd = median_time(lambda: ops.conv2d(x, w, b, padding=pad, n_threads=n),
+                                repeats)
+            t_bwd = median_time(
+                lambda: ops.conv2d_grad(dy, x, w, padding=pad, input_grad=want_dx,
+                                        n_threads=n),
+                repeats,
+            )
+            bwd_flops = 2 * macs * (2 if want_dx else 1)
+            rows.append({
+                "op": "conv2d", "shape": name, "threads": n,
+                "fwd_ms": t_fwd * 1e3, "bwd_ms": t_bwd * 1e3,
+                "fwd_gflops": 2 * macs / t_fwd / 1e9,
+                "bwd_gflops": bwd_flops / t_bwd / 1e9,
+                "fwd_bwd_gflops": (2 * macs + bwd_flops) / (t_fwd + t_bwd) / 1e9,
+                "input_grad": want_dx,
+            })
+    return rows
+
+
+def bench_pool(threads, repeats, dtype):
+    rows = []
+    rng = np.random.default_rng(1)
+    for name, xs in POOL_SHAPES.items():
+        x = rng.standard_normal(xs).astype(dtype)
+        for kind in ops.POOL_KINDS:
+            y = ops.pool2d(x, 2, kind=kind)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            nbytes = (x.nbytes + y.nbytes)
+            for n in threads:
+                t_fwd = median_time(lambda: ops.pool2d(x, 2, kind=kind, n_threads=n),
+                                    repeats)
+                # The backward kernel alone, from the forward pass's cache
+                # (the public pool2d_grad recomputes the forward pass).
+                y, cache = ops._pool_forward(x, kind, (2, 2), (2, 2), n)
+                t_bwd = median_time(
+                    lambda: ops._pool_backward(dy, x, y, cache, kind, (2, 2), (2, 2), n),
+                    repeats,
+                )
+                rows.append({
+                    "op": f"pool2d {kind}", "shape": name, "threads": n,
+                    "fwd_ms": t_fwd * 1e3, "bwd_ms": t_bwd * 1e3,
+                    "fwd_gbs": nbytes / t_fwd / 1e9,
+                    "bwd_gbs": nbytes / t_bwd / 1e9,
+                })
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--json", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", "ops.json"))
+    args = parser.parse_args(argv)
+    dtype = np.dtype(args.dtype).type
+    with blas_single_threaded():
+        conv = bench_conv(args.threads, args.repeats, dtype)
+        pool = bench_pool(args.threads, args.repeats, dtype)
+
+    info = machine()
+    print(f"Machine: {info['cpu']}, {info['cores']} cores; dtype {args.dtype}; "
+          f"median of {args.repeats}\n")
+    one = {(r["op"], r["shape"]): r for r in conv + pool if r["threads"] == 1}
+    rows = []
+    for r in conv:
+        base = one[(r["op"], r["shape"])]
+        rows.append([r["shape"], r["threads"], f"{r['fwd_gflops']:.1f}",
+                     f"{r['bwd_gflops']:.1f}", f"{r['fwd_bwd_gflops']:.1f}",
+                     f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x"])
+    print(markdown_table(["conv2d", "threads", "fwd GFLOP/s", "bwd GFLOP/s",
+                          "fwd+bwd GFLOP/s", "speed-up vs 1 thread"], rows))
+    print()
+    rows = []
+    for r in pool:
+        base = one[(r["op"], r["shape"])]
+        rows.append([r["op"], r["shape"], r["threads"], f"{r['fwd_gbs']:.1f}",
+                     f"{r['bwd_gbs']:.1f}",
+                     f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x"])
+    print(markdown_table(["pooling", "shape", "threads", "fwd GB/s", "bwd GB/s",
+                          "speed-up vs 1 thread"], rows))
+    write_json(args.json, {"machine": info, "dtype": args.dtype,
+                           "repeats": args.repeats, "conv": conv, "pool": pool})
+    print(f"\nwrote {os.path.relpath(args.json)}")
+
+
+if __name__ == "__main__":
+    main()

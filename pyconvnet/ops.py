@@ -1,0 +1,384 @@
+"""The functional API: 2-D convolution and pooling, forward and backward.
+
+Every public function validates its input, fixes dtype and memory layout,
+allocates the outputs and calls a compiled kernel; the kernels never validate.
+Shapes follow the NCHW convention:
+
+- ``x``: (n_samples, n_channels, height, width)
+- ``weight``: (n_filters, n_channels, kernel_height, kernel_width)
+- convolution output: (n_samples, n_filters, out_height, out_width) with
+  ``out_height = (height + 2 * pad_h - kernel_height) // stride_h + 1``
+- pooling output: (n_samples, n_channels, out_height, out_width) with
+  ``out_height = (height - size_h) // stride_h + 1`` (floor mode: a ragged
+  edge is dropped)
+
+dtype: float32 stays float32 and float64 stays float64; any other real numeric
+input (integers, booleans, float16) is converted to float64; if the inputs mix
+float32 with anything else, the computation runs in float64.
+
+The underscored helpers at the end take already-validated, C-contiguous arrays
+of one float dtype; the network layers use them on every batch.
+"""
+import numbers
+import operator
+
+import numpy as np
+
+from . import _conv, _pool
+from ._threads import blas_single_threaded, effective_n_threads
+
+__all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "POOL_KINDS"]
+
+POOL_KINDS = ("max", "l2", "avg")
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+def _pair(value, name, minimum):
+    """An int or a pair of ints, each >= minimum, as a tuple (h, w)."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
+        value, bool
+    ):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        try:
+            pair = tuple(
+                operator.index(v) for v in value if not isinstance(v, bool)
+            )
+        except TypeError:
+            pair = ()
+        if len(pair) != 2:
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _check_numeric(a, name):
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers, got an array of dtype {a.dtype}"
+        )
+    return a
+
+
+def _result_dtype(*arrays):
+    """float32 only when every input is float32; float64 otherwise."""
+    if all(a.dtype == np.float32 for a in arrays):
+        return np.float32
+    return np.float64
+
+
+def _check_ndim(a, name, ndim, shape_doc):
+    if a.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array of shape {shape_doc}, "
+            f"got shape {a.shape}"
+        )
+
+
+def _check_nonempty(a, name, shape_doc, first_axis_may_be_empty=True):
+    dims = a.shape[1:] if first_axis_may_be_empty else a.shape
+    if any(d == 0 for d in dims):
+        raise ValueError(
+            f"{name} of shape {shape_doc} must have non-zero "
+            f"{'dimensions after the first' if first_axis_may_be_empty else 'dimensions'}"
+            f", got shape {a.shape}"
+        )
+
+
+def _prepare(arrays, names, ndims, shape_docs):
+    """Check kinds and ndim, then cast all to one float dtype, C-contiguous."""
+    checked = [_check_numeric(a, n) for a, n in zip(arrays, names)]
+    for a, n, d, doc in zip(checked, names, ndims, shape_docs):
+        _check_ndim(a, n, d, doc)
+    dtype = _result_dtype(*checked)
+    return [np.ascontiguousarray(a, dtype=dtype) for a in checked]
+
+
+def _conv_out_size(size, kernel, stride, pad):
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _validate_conv(x, weight, stride, padding):
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    x_doc = "(n_samples, n_channels, height, width)"
+    w_doc = "(n_filters, n_channels, kernel_height, kernel_width)"
+    _check_nonempty(x, "x", x_doc)
+    _check_nonempty(weight, "weight", w_doc, first_axis_may_be_empty=False)
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"x has {x.shape[1]} channels but weight expects {weight.shape[1]} "
+            f"(x shape {x.shape}, weight shape {weight.shape}: "
+            f"x.shape[1] must equal weight.shape[1])"
+        )
+    for axis, label in ((2, "height"), (3, "width")):
+        k = weight.shape[axis]
+        p = padding[axis - 2]
+        if k > x.shape[axis] + 2 * p:
+            raise ValueError(
+                f"kernel {label} {k} is larger than the padded input {label} "
+                f"{x.shape[axis]} + 2*{p}; weight shape {weight.shape}, "
+                f"x shape {x.shape}"
+            )
+    return stride, padding
+
+
+def _conv_output_shape(x_shape, w_shape, stride, padding):
+    return (
+        x_shape[0],
+        w_shape[0],
+        _conv_out_size(x_shape[2], w_shape[2], stride[0], padding[0]),
+        _conv_out_size(x_shape[3], w_shape[3], stride[1], padding[1]),
+    )
+
+
+def _validate_pool(x, size, stride, kind):
+    if not isinstance(kind, str) or kind not in POOL_KINDS:
+        raise ValueError(f"kind must be one of {POOL_KINDS}, got {kind!r}")
+    size = _pair(size, "size", 1)
+    stride = size if stride is None else _pair(stride, "stride", 1)
+    _check_nonempty(x, "x", "(n_samples, n_channels, height, width)")
+    for axis, label in ((2, "height"), (3, "width")):
+        if size[axis - 2] > x.shape[axis]:
+            raise ValueError(
+                f"pooling window {label} {size[axis - 2]} is larger than the "
+                f"input {label} {x.shape[axis]} (x shape {x.shape})"
+            )
+    return size, stride
+
+
+def _pool_output_shape(x_shape, size, stride):
+    return (
+        x_shape[0],
+        x_shape[1],
+        (x_shape[2] - size[0]) // stride[0] + 1,
+        (x_shape[3] - size[1]) // stride[1] + 1,
+    )
+
+
+def _check_dy(dy, expected, what):
+    if dy.shape != tuple(expected):
+        raise ValueError(
+            f"dy must have the shape of the {what} output {tuple(expected)}, "
+            f"got {dy.shape}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, n_threads=None):
+    """2-D convolution (cross-correlation) with shared weights.
+
+    ``y[n, f, i, j] = bias[f] + sum over c, k, l of
+    weight[f, c, k, l] * xpad[n, c, i*stride_h + k, j*stride_w + l]``,
+    where ``xpad`` is ``x`` with ``padding`` zeros on each side.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_channels, height, width)
+    weight : array-like of shape (n_filters, n_channels, kernel_height, kernel_width)
+        One kernel per output feature map, shared by all its positions.
+    bias : array-like of shape (n_filters,), default=None
+        One bias per feature map; None means no bias.
+    stride : int or (int, int), default=1
+        Step of the sliding window, >= 1.
+    padding : int or (int, int), default=0
+        Zeros added on each side of height and width, >= 0.
+    n_threads : int, default=None
+        OpenMP threads; None follows ``OMP_NUM_THREADS`` / threadpoolctl.
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples, n_filters, out_height, out_width)
+        ``out_height = (height + 2*pad_h - kernel_height) // stride_h + 1``.
+    """
+    arrays = [x, weight] + ([] if bias is None else [bias])
+    names = ["x", "weight", "bias"]
+    docs = [
+        "(n_samples, n_channels, height, width)",
+        "(n_filters, n_channels, kernel_height, kernel_width)",
+        "(n_filters,)",
+    ]
+    arrays = _prepare(arrays, names, [4, 4, 1], docs)
+    x, weight = arrays[:2]
+    bias = arrays[2] if len(arrays) == 3 else None
+    stride, padding = _validate_conv(x, weight, stride, padding)
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        raise ValueError(
+            f"bias must have shape (n_filters,) = ({weight.shape[0]},), "
+            f"got {bias.shape}"
+        )
+    n_threads = effective_n_threads(n_threads)
+    with blas_single_threaded():
+        return _conv_forward(x, weight, bias, stride, padding, n_threads)
+
+
+def conv2d_grad(dy, x, weight, *, stride=1, padding=0, input_grad=True,
+                n_threads=None):
+    """Gradients of :func:`conv2d` with respect to its input, weight and bias.
+
+    Parameters
+    ----------
+    dy : array-like of shape (n_samples, n_filters, out_height, out_width)
+        Gradient of the loss with respect to the convolution's output.
+    x : array-like of shape (n_samples, n_channels, height, width)
+        The forward input.
+    weight : array-like of shape (n_filters, n_channels, kernel_height, kernel_width)
+    stride, padding : int or (int, int)
+        As in the forward call.
+    input_grad : bool, default=True
+        Whether to compute ``dx``; a first layer needs none.
+    n_threads : int, default=None
+
+    Returns
+    -------
+    dx : ndarray of shape (n_samples, n_channels, height, width) or None
+    dweight : ndarray of shape (n_filters, n_channels, kernel_height, kernel_width)
+        Summed over the samples.
+    dbias : ndarray of shape (n_filters,)
+        Summed over the samples and positions.
+    """
+    dy, x, weight = _prepare(
+        [dy, x, weight],
+        ["dy", "x", "weight"],
+        [4, 4, 4],
+        [
+            "(n_samples, n_filters, out_height, out_width)",
+            "(n_samples, n_channels, height, width)",
+            "(n_filters, n_channels, kernel_height, kernel_width)",
+        ],
+    )
+    stride, padding = _validate_conv(x, weight, stride, padding)
+    _check_dy(dy, _conv_output_shape(x.shape, weight.shape, stride, padding),
+              "convolution")
+    n_threads = effective_n_threads(n_threads)
+    with blas_single_threaded():
+        return _conv_backward(dy, x, weight, stride, padding, bool(input_grad),
+                              n_threads)
+
+
+def pool2d(x, size=2, *, stride=None, kind="max", n_threads=None):
+    """2-D pooling: condense each window of each feature map to one value.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_channels, height, width)
+    size : int or (int, int), default=2
+        Window height and width, >= 1.
+    stride : int or (int, int), default=None
+        Step between windows; None means ``size`` (non-overlapping windows).
+    kind : {"max", "l2", "avg"}, default="max"
+        ``"max"``: the largest value; ``"l2"``: the square root of the sum of
+        squares; ``"avg"``: the mean.
+    n_threads : int, default=None
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples, n_channels, out_height, out_width)
+        ``out_height = (height - size_h) // stride_h + 1``.
+    """
+    (x,) = _prepare([x], ["x"], [4], ["(n_samples, n_channels, height, width)"])
+    size, stride = _validate_pool(x, size, stride, kind)
+    n_threads = effective_n_threads(n_threads)
+    return _pool_forward(x, kind, size, stride, n_threads)[0]
+
+
+def pool2d_grad(dy, x, size=2, *, stride=None, kind="max", n_threads=None):
+    """Gradient of :func:`pool2d` with respect to its input.
+
+    Max pooling sends each output's gradient to the first maximum of its
+    window in row-major order; L2 pooling sends ``dy * x / y`` and 0 where the
+    window is all zeros; average pooling spreads ``dy`` evenly.
+
+    Parameters
+    ----------
+    dy : array-like of shape (n_samples, n_channels, out_height, out_width)
+    x : array-like of shape (n_samples, n_channels, height, width)
+        The forward input.
+    size, stride, kind, n_threads
+        As in :func:`pool2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (n_samples, n_channels, height, width)
+    """
+    dy, x = _prepare(
+        [dy, x],
+        ["dy", "x"],
+        [4, 4],
+        [
+            "(n_samples, n_channels, out_height, out_width)",
+            "(n_samples, n_channels, height, width)",
+        ],
+    )
+    size, stride = _validate_pool(x, size, stride, kind)
+    _check_dy(dy, _pool_output_shape(x.shape, size, stride), "pooling")
+    n_threads = effective_n_threads(n_threads)
+    y, cache = _pool_forward(x, kind, size, stride, n_threads)
+    return _pool_backward(dy, x, y, cache, kind, size, stride, n_threads)
+
+
+# --------------------------------------------------------------------------
+# Unvalidated helpers for the layers: arrays are C-contiguous, of one float
+# dtype, and of shapes the public checks above would accept.
+# --------------------------------------------------------------------------
+def _conv_forward(x, weight, bias, stride, padding, n_threads, out=None):
+    shape = _conv_output_shape(x.shape, weight.shape, stride, padding)
+    if out is None:
+        out = np.empty(shape, dtype=x.dtype)
+    if shape[0]:
+        _conv.conv2d_forward(x, weight, bias, out, stride[0], stride[1],
+                             padding[0], padding[1], n_threads)
+    return out
+
+
+def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads):
+    dx = np.empty_like(x) if input_grad else None
+    dweight = np.zeros_like(weight)
+    dbias = np.zeros(weight.shape[0], dtype=x.dtype)
+    if x.shape[0]:
+        _conv.conv2d_backward(dy, x, weight, dx, dweight, dbias, stride[0],
+                              stride[1], padding[0], padding[1], n_threads)
+    return dx, dweight, dbias
+
+
+def _pool_forward(x, kind, size, stride, n_threads):
+    """Pool x; returns (y, cache), cache being what the backward pass needs."""
+    y = np.empty(_pool_output_shape(x.shape, size, stride), dtype=x.dtype)
+    cache = None
+    if kind == "max":
+        cache = np.empty(y.shape, dtype=np.intc)
+    if x.shape[0] == 0:
+        return y, cache
+    if kind == "max":
+        _pool.max_pool_forward(x, y, cache, size[0], size[1], stride[0],
+                               stride[1], n_threads)
+    elif kind == "l2":
+        _pool.l2_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
+                              n_threads)
+    else:
+        _pool.avg_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
+                               n_threads)
+    return y, cache
+
+
+def _pool_backward(dy, x, y, cache, kind, size, stride, n_threads):
+    dx = np.empty(x.shape, dtype=x.dtype)
+    if x.shape[0] == 0:
+        return dx
+    if kind == "max":
+        _pool.max_pool_backward(dy, cache, dx, n_threads)
+    elif kind == "l2":
+        _pool.l2_pool_backward(dy, x, y, dx, size[0], size[1], stride[0],
+                               stride[1], n_threads)
+    else:
+        _pool.avg_pool_backward(dy, dx, size[0], size[1], stride[0],
+                                stride[1], n_threads)
+    return dx

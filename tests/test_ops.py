@@ -1,0 +1,268 @@
+import os
+
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import ops
+
+import reference as ref
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+# (x shape, weight shape, stride, padding)
+CONV_CASES = [
+    ((1, 1, 5, 5), (1, 1, 3, 3), 1, 0),            # batch 1, C = F = 1
+    ((3, 2, 7, 6), (4, 2, 3, 2), 1, 0),            # non-square kernel and input
+    ((2, 3, 9, 8), (5, 3, 3, 3), 2, 1),            # stride 2, padding
+    ((2, 2, 10, 11), (3, 2, 4, 3), 3, (2, 1)),     # stride 3, uneven padding
+    ((2, 3, 6, 5), (4, 3, 1, 1), 1, 0),            # 1x1 kernel, direct path
+    ((2, 3, 6, 5), (4, 3, 1, 1), 2, 1),            # 1x1 kernel with stride/pad
+    ((2, 2, 5, 4), (3, 2, 5, 4), 1, 0),            # kernel == input
+    ((2, 2, 3, 2), (3, 2, 5, 4), 1, 1),            # kernel == padded input
+    ((3, 1, 28, 28), (20, 1, 5, 5), 1, 0),         # Nielsen's first layer
+    ((2, 4, 12, 12), (6, 4, 5, 5), 1, 0),          # Nielsen's second layer, small
+    ((19, 3, 8, 8), (2, 3, 3, 3), (1, 2), (0, 1)), # batch > chunk count
+]
+
+
+def _data(shape, dtype, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, stride, padding", CONV_CASES)
+def test_conv2d_matches_reference(xs, ws, stride, padding, dtype):
+    x, w, b = _data(xs, dtype, 0), _data(ws, dtype, 1), _data(ws[0], dtype, 2)
+    y = ops.conv2d(x, w, b, stride=stride, padding=padding)
+    assert y.dtype == dtype
+    expected = ref.conv2d(x, w, b, stride, padding)
+    np.testing.assert_allclose(y, expected, **TOL[dtype])
+    y_nobias = ops.conv2d(x, w, stride=stride, padding=padding)
+    np.testing.assert_allclose(y_nobias, ref.conv2d(x, w, None, stride, padding),
+                               **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, stride, padding", CONV_CASES)
+def test_conv2d_grad_matches_reference(xs, ws, stride, padding, dtype):
+    x, w = _data(xs, dtype, 0), _data(ws, dtype, 1)
+    out_shape = ops.conv2d(x, w, stride=stride, padding=padding).shape
+    dy = _data(out_shape, dtype, 3)
+    dx, dw, db = ops.conv2d_grad(dy, x, w, stride=stride, padding=padding)
+    rdx, rdw, rdb = ref.conv2d_grad(dy, x, w, stride, padding)
+    for got, want in ((dx, rdx), (dw, rdw), (db, rdb)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+    dx2, dw2, db2 = ops.conv2d_grad(dy, x, w, stride=stride, padding=padding,
+                                    input_grad=False)
+    assert dx2 is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+
+
+@pytest.mark.parametrize("xs, ws, stride, padding", CONV_CASES[:8])
+def test_conv2d_grad_numerical(xs, ws, stride, padding):
+    x, w, b = _data(xs, np.float64, 4), _data(ws, np.float64, 5), _data(ws[0], np.float64, 6)
+    g = _data(ops.conv2d(x, w, b, stride=stride, padding=padding).shape, np.float64, 7)
+
+    def loss(x_=x, w_=w, b_=b):
+        return float((ops.conv2d(x_, w_, b_, stride=stride, padding=padding) * g).sum())
+
+    dx, dw, db = ops.conv2d_grad(g, x, w, stride=stride, padding=padding)
+    np.testing.assert_allclose(dx, ref.numerical_grad(lambda v: loss(x_=v), x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dw, ref.numerical_grad(lambda v: loss(w_=v), w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(db, ref.numerical_grad(lambda v: loss(b_=v), b), rtol=1e-6, atol=1e-7)
+
+
+# (x shape, size, stride)
+POOL_CASES = [
+    ((1, 1, 4, 4), 2, None),
+    ((2, 3, 7, 9), 2, None),          # ragged edges dropped
+    ((2, 2, 9, 8), (3, 2), None),     # non-square window
+    ((2, 2, 9, 9), 3, 2),             # overlapping windows
+    ((2, 2, 8, 7), 2, 1),             # stride 1
+    ((3, 1, 6, 6), (2, 3), (3, 1)),   # stride larger than window on one axis
+    ((2, 2, 5, 4), (5, 4), None),     # window == input
+    ((2, 3, 6, 6), 1, None),          # 1x1 window
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ops.POOL_KINDS)
+@pytest.mark.parametrize("xs, size, stride", POOL_CASES)
+def test_pool2d_matches_reference(xs, size, stride, kind, dtype):
+    x = _data(xs, dtype, 8)
+    y = ops.pool2d(x, size, stride=stride, kind=kind)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, ref.pool2d(x, size, stride, kind), **TOL[dtype])
+    dy = _data(y.shape, dtype, 9)
+    dx = ops.pool2d_grad(dy, x, size, stride=stride, kind=kind)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, ref.pool2d_grad(dy, x, size, stride, kind),
+                               **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", ops.POOL_KINDS)
+@pytest.mark.parametrize("xs, size, stride", POOL_CASES)
+def test_pool2d_grad_numerical(xs, size, stride, kind):
+    # A permutation of distinct values spaced well apart: no max ties, and
+    # no maximum that a step of eps could change.
+    rng = np.random.default_rng(10)
+    x = (rng.permutation(np.prod(xs)).reshape(xs) - np.prod(xs) / 2) * 0.1 + 0.05
+    g = _data(ops.pool2d(x, size, stride=stride, kind=kind).shape, np.float64, 11)
+
+    def loss(v):
+        return float((ops.pool2d(v, size, stride=stride, kind=kind) * g).sum())
+
+    dx = ops.pool2d_grad(g, x, size, stride=stride, kind=kind)
+    np.testing.assert_allclose(dx, ref.numerical_grad(loss, x), rtol=1e-6, atol=1e-7)
+
+
+def test_max_pool_ties_go_to_first_maximum():
+    x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])
+    dx = ops.pool2d_grad(np.ones((1, 1, 1, 1)), x, 2)
+    np.testing.assert_array_equal(dx, [[[[0.0, 1.0], [0.0, 0.0]]]])
+
+
+def test_l2_pool_zero_window_has_zero_gradient():
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 0, 0] = 2.0
+    dx = ops.pool2d_grad(np.ones((1, 1, 2, 2)), x, 2, kind="l2")
+    assert np.all(np.isfinite(dx))
+    expected = np.zeros_like(x)
+    expected[0, 0, 0, 0] = 1.0
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_identical_for_1_and_2_threads(dtype):
+    x, w, b = _data((37, 3, 12, 12), dtype, 12), _data((8, 3, 5, 5), dtype, 13), _data(8, dtype, 14)
+    y1 = ops.conv2d(x, w, b, padding=1, n_threads=1)
+    y2 = ops.conv2d(x, w, b, padding=1, n_threads=2)
+    np.testing.assert_array_equal(y1, y2)
+    g1 = ops.conv2d_grad(y1, x, w, padding=1, n_threads=1)
+    g2 = ops.conv2d_grad(y1, x, w, padding=1, n_threads=2)
+    for a, b_ in zip(g1, g2):
+        np.testing.assert_array_equal(a, b_)
+    for kind in ops.POOL_KINDS:
+        p1 = ops.pool2d(x, 2, kind=kind, n_threads=1)
+        p2 = ops.pool2d(x, 2, kind=kind, n_threads=2)
+        np.testing.assert_array_equal(p1, p2)
+        np.testing.assert_array_equal(
+            ops.pool2d_grad(p1, x, 2, kind=kind, n_threads=1),
+            ops.pool2d_grad(p1, x, 2, kind=kind, n_threads=2),
+        )
+
+
+def test_layouts_fortran_noncontiguous_readonly():
+    x = _data((3, 2, 9, 8), np.float64, 15)
+    w = _data((4, 2, 3, 3), np.float64, 16)
+    expected = ops.conv2d(x, w)
+    xf = np.asfortranarray(x)
+    big = np.zeros((6, 2, 18, 8))
+    big[::2, :, ::2] = x
+    xs = big[::2, :, ::2]
+    assert not xs.flags.c_contiguous
+    xr = x.copy()
+    xr.setflags(write=False)
+    wr = w.copy()
+    wr.setflags(write=False)
+    for variant in (xf, xs, xr):
+        np.testing.assert_array_equal(ops.conv2d(variant, wr), expected)
+        np.testing.assert_array_equal(ops.pool2d(variant, 2), ops.pool2d(x, 2))
+    dy = expected.copy()
+    dy.setflags(write=False)
+    for a, b in zip(ops.conv2d_grad(dy, xr, wr), ops.conv2d_grad(expected, x, w)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dtype_rules():
+    x32 = _data((2, 1, 6, 6), np.float32, 17)
+    w32 = _data((2, 1, 3, 3), np.float32, 18)
+    assert ops.conv2d(x32, w32).dtype == np.float32
+    assert ops.conv2d(x32, w32.astype(np.float64)).dtype == np.float64
+    assert ops.conv2d(np.ones((2, 1, 6, 6), dtype=int), w32).dtype == np.float64
+    assert ops.pool2d(np.ones((1, 1, 4, 4), dtype=np.int8)).dtype == np.float64
+    assert ops.pool2d(np.ones((1, 1, 4, 4), dtype=bool)).dtype == np.float64
+    # a nested list is numeric input too
+    np.testing.assert_array_equal(
+        ops.pool2d([[[[1, 2], [3, 4]]]]), [[[[4.0]]]]
+    )
+
+
+def test_empty_batch():
+    y = ops.conv2d(np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)))
+    assert y.shape == (0, 3, 3, 3)
+    dx, dw, db = ops.conv2d_grad(np.zeros((0, 3, 3, 3)), np.zeros((0, 2, 5, 5)),
+                                 np.ones((3, 2, 3, 3)))
+    assert dx.shape == (0, 2, 5, 5)
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+    assert ops.pool2d(np.zeros((0, 2, 4, 4))).shape == (0, 2, 2, 2)
+
+
+X = np.zeros((2, 3, 8, 8))
+W = np.zeros((4, 3, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: ops.conv2d(X[0], W), ValueError, "x must be a 4-D"),
+        (lambda: ops.conv2d(X, W[0]), ValueError, "weight must be a 4-D"),
+        (lambda: ops.conv2d(X, np.zeros((4, 2, 3, 3))), ValueError, "channels"),
+        (lambda: ops.conv2d(X, W, np.zeros(3)), ValueError, "bias must have shape"),
+        (lambda: ops.conv2d(X, W, np.zeros((4, 1))), ValueError, "bias must be a 1-D"),
+        (lambda: ops.conv2d(X, np.zeros((4, 3, 9, 3))), ValueError, "kernel height 9"),
+        (lambda: ops.conv2d(X, np.zeros((4, 3, 3, 11)), padding=1), ValueError, "kernel width 11"),
+        (lambda: ops.conv2d(X, W, stride=0), ValueError, "stride must be >= 1"),
+        (lambda: ops.conv2d(X, W, stride=(1, -1)), ValueError, "stride must be >= 1"),
+        (lambda: ops.conv2d(X, W, padding=-1), ValueError, "padding must be >= 0"),
+        (lambda: ops.conv2d(X, W, stride=1.5), TypeError, "stride must be an int"),
+        (lambda: ops.conv2d(X, W, padding=(1, 2, 3)), TypeError, "padding must be an int"),
+        (lambda: ops.conv2d(X, W, stride=True), TypeError, "stride must be an int"),
+        (lambda: ops.conv2d(X.astype(str), W), TypeError, "real numbers"),
+        (lambda: ops.conv2d(X, W.astype(complex)), TypeError, "real numbers"),
+        (lambda: ops.conv2d(np.empty((2, 3, 8, 8), dtype=object), W), TypeError, "real numbers"),
+        (lambda: ops.conv2d(np.zeros((2, 3, 0, 8)), W), ValueError, "non-zero"),
+        (lambda: ops.conv2d(X, W, n_threads=0), ValueError, "n_threads"),
+        (lambda: ops.conv2d(X, W, n_threads="2"), TypeError, "n_threads"),
+        (lambda: ops.conv2d_grad(np.zeros((2, 4, 5, 6)), X, W), ValueError, "dy must have the shape"),
+        (lambda: ops.conv2d_grad(np.zeros((2, 4, 6)), X, W), ValueError, "dy must be a 4-D"),
+        (lambda: ops.conv2d_grad(np.zeros((2, 4, 6, 6)), X, np.zeros((4, 1, 3, 3))), ValueError, "channels"),
+        (lambda: ops.pool2d(X[0]), ValueError, "x must be a 4-D"),
+        (lambda: ops.pool2d(X, 9), ValueError, "window height 9"),
+        (lambda: ops.pool2d(X, (2, 9)), ValueError, "window width 9"),
+        (lambda: ops.pool2d(X, 0), ValueError, "size must be >= 1"),
+        (lambda: ops.pool2d(X, 2, stride=0), ValueError, "stride must be >= 1"),
+        (lambda: ops.pool2d(X, kind="median"), ValueError, "kind must be one of"),
+        (lambda: ops.pool2d(X, kind=None), ValueError, "kind must be one of"),
+        (lambda: ops.pool2d(X.astype(str)), TypeError, "real numbers"),
+        (lambda: ops.pool2d_grad(np.zeros((2, 3, 3, 4)), X), ValueError, "dy must have the shape"),
+        (lambda: ops.pool2d_grad(np.zeros((2, 3, 4, 4)), X, kind="L2"), ValueError, "kind must be one of"),
+    ],
+)
+def test_bad_input_raises(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("PYCONVNET_SKIP_OPENMP_TEST")),
+    reason="PYCONVNET_SKIP_OPENMP_TEST is set (a compiler without OpenMP)",
+)
+def test_built_with_openmp():
+    assert pyconvnet.openmp_enabled()
+
+
+def test_n_threads_follows_openmp_limits():
+    from threadpoolctl import threadpool_limits
+
+    from pyconvnet._threads import effective_n_threads
+
+    assert effective_n_threads(3) == 3
+    assert effective_n_threads(-1) >= 1
+    if pyconvnet.openmp_enabled():
+        with threadpool_limits(limits=1, user_api="openmp"):
+            assert effective_n_threads(None) == 1
