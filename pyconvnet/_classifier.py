@@ -1,0 +1,721 @@
+"""ConvNetClassifier: a convolutional network as a scikit-learn classifier."""
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import (_check_partial_fit_first_call,
+                                      check_classification_targets,
+                                      type_of_target)
+from sklearn.utils.validation import (_check_sample_weight, check_array,
+                                      check_is_fitted, validate_data)
+
+from ._network import build_network
+from ._optimizers import SGD, Adam
+from ._threads import blas_single_threaded, effective_n_threads
+from .ops import POOL_KINDS
+
+# predict_proba works through the data this many samples at a time, so memory
+# stays bounded whatever the number of samples.
+PREDICT_BATCH = 1024
+
+
+def _check_conv_layers(conv_layers):
+    """Normalise conv_layers to a tuple of (n_filters, (kh, kw), (sh, sw))."""
+    try:
+        specs = list(conv_layers)
+    except TypeError:
+        specs = None
+    if specs is None:
+        raise ValueError(
+            "conv_layers must be a sequence of (n_filters, kernel_size) or "
+            f"(n_filters, kernel_size, stride) tuples, got {conv_layers!r}"
+        )
+    out = []
+    for spec in specs:
+        try:
+            parts = list(spec)
+        except TypeError:
+            parts = []
+        if len(parts) not in (2, 3):
+            raise ValueError(
+                "each entry of conv_layers must be (n_filters, kernel_size) or "
+                f"(n_filters, kernel_size, stride), got {spec!r}"
+            )
+        values = []
+        for i, part in enumerate(parts):
+            pair = [part] if i == 0 or np.ndim(part) == 0 else list(part)
+            if (i > 0 and len(pair) not in (1, 2)) or not all(
+                isinstance(v, (Integral, np.integer)) and not isinstance(v, bool)
+                and v >= 1 for v in pair
+            ):
+                raise ValueError(
+                    "n_filters, kernel_size and stride in conv_layers must be "
+                    f"positive ints (kernel_size and stride may be (h, w) pairs), "
+                    f"got {spec!r}"
+                )
+            values.append(tuple(int(v) for v in pair) * (2 if len(pair) == 1 and i else 1))
+        n_filters = values[0][0]
+        kernel = values[1]
+        stride = values[2] if len(values) == 3 else (1, 1)
+        out.append((n_filters, kernel, stride))
+    return tuple(out)
+
+
+def _check_sizes(value, name, allow_pair=True):
+    sizes = np.atleast_1d(np.asarray(value, dtype=object))
+    if sizes.ndim != 1 or not all(
+        isinstance(v, (Integral, np.integer)) and not isinstance(v, bool) and v >= 1
+        for v in sizes
+    ):
+        raise ValueError(f"{name} must hold positive ints, got {value!r}")
+    return tuple(int(v) for v in sizes)
+
+
+class ConvNetClassifier(ClassifierMixin, BaseEstimator):
+    """A convolutional neural network classifier.
+
+    The network is a stack of convolution + activation + pooling layers
+    (local receptive fields with shared weights, then pooling), then fully
+    connected layers, then a softmax output trained on the log-likelihood
+    (cross-entropy) cost. Parameters shared with scikit-learn's
+    ``MLPClassifier`` have its names and meanings, so grids carry over.
+
+    Parameters
+    ----------
+    conv_layers : sequence of tuples, default=((20, 5), (40, 5))
+        One ``(n_filters, kernel_size)`` or ``(n_filters, kernel_size,
+        stride)`` per convolutional layer; ``kernel_size`` and ``stride`` are
+        ints or (h, w) pairs. Each layer is followed by the activation and a
+        pooling layer. The default is the two conv-pool layers of Nielsen's
+        chapter 6 network. A kernel larger than its input is shrunk to it.
+    padding : {"same", "valid"}, default="same"
+        "same" pads each convolution's input with ``(kernel_size - 1) // 2``
+        zeros on each side, so odd kernels at stride 1 keep the image size
+        and features at the border are seen as often as those in the middle;
+        on small images (8x8 digits) this is worth about a point of accuracy.
+        "valid" (no padding) is Nielsen's and LeNet's choice.
+    pooling : {"max", "l2", "avg"} or None, default="max"
+        Pooling after each convolutional layer: the maximum, the L2 norm
+        (square root of the sum of squares) or the mean of each window;
+        None for no pooling.
+    pool_size : int or (int, int), default=2
+        The pooling window, also its stride (windows do not overlap). A
+        window larger than its input is shrunk to it.
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Fully connected layers after the convolutional stack.
+    activation : {"relu", "sigmoid", "tanh"}, default="relu"
+        Activation of the hidden layers, convolutional and fully connected.
+    dropout : float in [0, 1), default=0.0
+        Dropout rate on the fully connected hidden layers, training only.
+    solver : {"adam", "sgd"}, default="adam"
+        Adam trains well across problems with its default step; SGD uses
+        ``momentum`` and ``nesterovs_momentum``.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty on the weights.
+    batch_size : int or "auto", default="auto"
+        Samples per mini-batch; "auto" is ``min(64, n_samples)``. Smaller
+        batches than MLPClassifier's 200 take more, smaller steps per epoch,
+        which suits convolutional layers.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Learning-rate schedule for ``solver="sgd"``, as in MLPClassifier.
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+        Exponent of the "invscaling" schedule.
+    max_iter : int, default=100
+        Maximum number of epochs (passes over the data).
+    shuffle : bool, default=True
+        Shuffle the samples before each epoch.
+    random_state : int, RandomState instance or None, default=None
+        The only source of randomness: initial weights, shuffling, dropout
+        and the validation split. The same value gives bit-identical weights
+        whatever ``n_threads`` is.
+    tol : float, default=1e-4
+        Training stops when the loss (or the validation score, with
+        ``early_stopping``) has not improved by ``tol`` for
+        ``n_iter_no_change`` consecutive epochs.
+    verbose : bool or int, default=False
+        Print the architecture and one line per epoch.
+    warm_start : bool, default=False
+        Continue from the previous fit's weights.
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+        Hold out a stratified ``validation_fraction`` of the training data,
+        stop when its accuracy stops improving, and keep the best weights.
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's parameters.
+    n_iter_no_change : int, default=10
+    image_shape : tuple of int or None, default=None
+        ``(height, width)`` or ``(channels, height, width)``: what each row of
+        a 2-D X is reshaped to. With None, a 4-D X ``(n, C, H, W)`` or 3-D X
+        ``(n, H, W)`` is taken as images; a 2-D X whose row length is a
+        perfect square is one square channel; any other 2-D X is a
+        1 x n_features strip.
+    n_threads : int or None, default=None
+        Threads of the compiled kernels. None follows ``OMP_NUM_THREADS`` and
+        threadpoolctl limits, so GridSearchCV(n_jobs=k) workers share the
+        cores instead of oversubscribing them.
+    dtype : {"float32", "float64"} or None, default=None
+        Precision of the computation. None: float32, except for float64
+        input, which keeps its precision (as in MLPClassifier). Pass
+        "float32" to train float64 data at single precision, about twice as
+        fast.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X had string column names (a DataFrame).
+    image_shape_ : tuple (channels, height, width)
+        The shape each sample is read as.
+    layers_ : list of dict
+        The architecture built: each layer's name, kind, output shape and
+        parameter count.
+    coefs_ : list of ndarray
+        The weights of each layer with parameters: convolution filters of
+        shape (n_filters, n_channels, kernel_height, kernel_width), fully
+        connected weights of shape (n_in, n_out).
+    intercepts_ : list of ndarray
+        The biases of the same layers.
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training samples seen.
+    loss_ : float
+        The last epoch's loss.
+    loss_curve_ : list of float
+    best_loss_ : float or None
+        None with ``early_stopping``.
+    validation_scores_ : list of float or None
+    best_validation_score_ : float or None
+    n_layers_ : int
+        Layers with parameters, plus input and output.
+    out_activation_ : str
+        "softmax".
+    """
+
+    _parameter_constraints = {
+        "conv_layers": ["array-like"],
+        "padding": [StrOptions({"same", "valid"})],
+        "pooling": [StrOptions(set(POOL_KINDS)), None],
+        "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"relu", "sigmoid", "tanh"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             Options(Real, {np.inf})],
+        "image_shape": [tuple, list, None],
+        "n_threads": [Interval(Integral, None, None, closed="neither"), None],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+    }
+
+    def __init__(
+        self,
+        conv_layers=((20, 5), (40, 5)),
+        padding="same",
+        pooling="max",
+        pool_size=2,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        dropout=0.0,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=100,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        image_shape=None,
+        n_threads=None,
+        dtype=None,
+    ):
+        self.conv_layers = conv_layers
+        self.padding = padding
+        self.pooling = pooling
+        self.pool_size = pool_size
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.image_shape = image_shape
+        self.n_threads = n_threads
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------
+    # Input handling
+    # ------------------------------------------------------------------
+    def _input_dtypes(self):
+        if self.dtype is not None:
+            return np.dtype(self.dtype).type
+        if hasattr(self, "_dtype"):
+            return self._dtype
+        # Keep float64 and float32 as they are; anything else -> float32.
+        return [np.float32, np.float64]
+
+    def _validate_X(self, X, y=None, reset=True):
+        """Validate X (and y); return the 2-D X, y and X's image shape if nd."""
+        nd_shape = None
+        ndim = getattr(X, "ndim", None)
+        if ndim is None and isinstance(X, (list, tuple)):
+            ndim = np.ndim(X)
+        if not sparse.issparse(X) and not hasattr(X, "iloc") and (ndim or 0) > 2:
+            X = check_array(X, allow_nd=True, dtype=self._input_dtypes(),
+                            ensure_all_finite=True)
+            nd_shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
+            X = X.reshape(X.shape[0], -1)
+        kwargs = dict(dtype=self._input_dtypes(), ensure_all_finite=True,
+                      order="C", reset=reset)
+        if y is None:
+            X = validate_data(self, X, **kwargs)
+        else:
+            X, y = validate_data(self, X, y, multi_output=False, **kwargs)
+        return X, y, nd_shape
+
+    def _resolve_image_shape(self, n_features, nd_shape):
+        if self.image_shape is not None:
+            shape = _check_sizes(self.image_shape, "image_shape")
+            if len(shape) not in (2, 3):
+                raise ValueError(
+                    "image_shape must be (height, width) or (channels, height, "
+                    f"width), got {self.image_shape!r}"
+                )
+            if len(shape) == 2:
+                shape = (1,) + shape
+            if int(np.prod(shape)) != n_features:
+                raise ValueError(
+                    f"image_shape {tuple(self.image_shape)} holds "
+                    f"{int(np.prod(shape))} values per sample, but X has "
+                    f"{n_features} features"
+                )
+            return shape
+        if nd_shape is not None:
+            return tuple(int(s) for s in nd_shape)
+        side = int(round(np.sqrt(n_features)))
+        if side * side == n_features:
+            return (1, side, side)
+        return (1, 1, n_features)
+
+    def _images(self, X):
+        return X.reshape((X.shape[0],) + self.image_shape_)
+
+    # ------------------------------------------------------------------
+    # Fitting
+    # ------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on images X and labels y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n_samples, height,
+            width) or (n_samples, channels, height, width)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample's loss; a weight of 2 counts a sample twice.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over the given batch of data.
+
+        Parameters
+        ----------
+        X, y, sample_weight : as in :meth:`fit`
+        classes : array-like of shape (n_classes,), default=None
+            All the classes there will be; required on the first call.
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "classes_"):
+            self._validate_params()
+        if _check_partial_fit_first_call(self, classes):
+            # A first call: forget any earlier fit.
+            for attr in ("_network", "_optimizer"):
+                self.__dict__.pop(attr, None)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _fit(self, X, y, sample_weight, incremental):
+        first_pass = not hasattr(self, "_network") or (
+            not self.warm_start and not incremental
+        )
+        X, y, nd_shape = self._validate_X(X, y, reset=first_pass)
+        check_classification_targets(y)
+        if type_of_target(y) not in ("binary", "multiclass"):
+            raise ValueError(f"y must be a 1-D array of class labels, got {type_of_target(y)}")
+        if first_pass:
+            if not incremental:
+                self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    "ConvNetClassifier needs samples of at least 2 classes in the "
+                    f"data, but the data contains only one class: {self.classes_[0]!r}"
+                )
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if unseen.size:
+            raise ValueError(
+                f"y contains labels not seen in the first fit or given as "
+                f"classes: {unseen.tolist()}; expected {self.classes_.tolist()}"
+            )
+        y_idx = np.searchsorted(self.classes_, y).astype(np.intp)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        if sample_weight.sum() <= 0:
+            raise ValueError("sample_weight must not sum to zero")
+
+        conv_layers = _check_conv_layers(self.conv_layers)
+        hidden = _check_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
+        if self.pooling is not None:
+            pool = self.pool_size
+            pool = _check_sizes(pool, "pool_size")
+            if len(pool) not in (1, 2):
+                raise ValueError(f"pool_size must be an int or an (h, w) pair, got {self.pool_size!r}")
+
+        if first_pass:
+            self._dtype = X.dtype.type
+            self.image_shape_ = self._resolve_image_shape(X.shape[1], nd_shape)
+            self._random_state = check_random_state(self.random_state)
+            self._network = build_network(
+                self.image_shape_, len(self.classes_), conv_layers, self.padding,
+                self.pooling,
+                self.pool_size, hidden, self.activation, self.dropout,
+                self._random_state, self._dtype,
+            )
+            self._optimizer = None
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping and not incremental:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+                self.best_loss_ = np.inf
+            self._publish_architecture()
+            if self.verbose:
+                print(self.architecture_summary())
+        else:
+            if nd_shape is not None and tuple(nd_shape) != self.image_shape_:
+                raise ValueError(
+                    f"X holds images of shape {tuple(nd_shape)}, but the model "
+                    f"was fitted on images of shape {self.image_shape_}"
+                )
+            X = X.astype(self._dtype, copy=False)
+
+        if self._optimizer is None or (not incremental and not self.warm_start):
+            params = self._network.params
+            if self.solver == "sgd":
+                self._optimizer = SGD(params, self.learning_rate_init,
+                                      self.learning_rate, self.momentum,
+                                      self.nesterovs_momentum, self.power_t)
+            else:
+                self._optimizer = Adam(params, self.learning_rate_init,
+                                       self.beta_1, self.beta_2, self.epsilon)
+
+        n_threads = effective_n_threads(self.n_threads)
+        self._network.set_threads(n_threads)
+        with blas_single_threaded():
+            self._train(X, y_idx, sample_weight, incremental)
+        return self
+
+    def _publish_architecture(self):
+        layers = [l for l in self._network.layers if l.params]
+        self.coefs_ = [l.params[0] for l in layers]
+        self.intercepts_ = [l.params[1] for l in layers]
+        self.layers_ = self._network.summary()
+        self.n_layers_ = len(layers) + 2
+        self.out_activation_ = "softmax"
+
+    def architecture_summary(self):
+        """The network built, one line per layer, as a printable table."""
+        check_is_fitted(self)
+        lines = [f"{'layer':<22}{'output shape':<18}{'params':>10}"]
+        for row in self.layers_:
+            shape = "x".join(str(s) for s in row["output_shape"])
+            lines.append(f"{row['layer']:<22}{shape:<18}{row['n_params']:>10,}")
+        total = sum(r["n_params"] for r in self.layers_)
+        lines.append(f"{'total':<22}{'':<18}{total:>10,}")
+        return "\n".join(lines)
+
+    def _train(self, X, y, sample_weight, incremental):
+        rng = self._random_state
+        early_stopping = self.early_stopping and not incremental
+        if early_stopping:
+            # Stratified when every class has at least 2 members.
+            counts = np.bincount(y)
+            stratify = y if counts[counts > 0].min() >= 2 else None
+            try:
+                X, X_val, y, y_val, sample_weight, _ = train_test_split(
+                    X, y, sample_weight, random_state=rng,
+                    test_size=self.validation_fraction, stratify=stratify,
+                )
+            except ValueError:
+                X, X_val, y, y_val, sample_weight, _ = train_test_split(
+                    X, y, sample_weight, random_state=rng,
+                    test_size=self.validation_fraction, stratify=None,
+                )
+            self._best_params = [p.copy() for p in self._network.params]
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(64, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. "
+                    "It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        network = self._network
+        params = network.params
+        images = self._images(X)
+        max_epochs = 1 if incremental else self.max_iter
+        total_weight = float(sample_weight.sum())
+        progress = _progress_factory(self.verbose, n_samples, batch_size)
+        snapshot = [p.copy() for p in params]
+        epoch = 0
+        try:
+            for epoch in range(max_epochs):
+                start = time.perf_counter()
+                order = rng.permutation(n_samples) if self.shuffle else np.arange(n_samples)
+                epoch_loss = 0.0
+                bar = progress()
+                for lo in range(0, n_samples, batch_size):
+                    idx = order[lo:lo + batch_size]
+                    sw = sample_weight[idx]
+                    if sw.sum() <= 0:
+                        continue
+                    loss = network.train_step_grads(
+                        np.take(images, idx, axis=0), y[idx], sw, self.alpha
+                    )
+                    if not np.isfinite(loss):
+                        for p, s in zip(params, snapshot):
+                            p[...] = s
+                        raise ValueError(
+                            f"The training loss became {loss} in epoch "
+                            f"{self.n_iter_ + 1}: training diverged. The weights "
+                            "of the last finite epoch were kept. Try a smaller "
+                            "learning_rate_init."
+                        )
+                    self._optimizer.update(params, network.grads)
+                    epoch_loss += loss * float(sw.sum())
+                    if bar is not None:
+                        bar.update(len(idx))
+                if bar is not None:
+                    bar.close()
+                if not all(np.isfinite(p).all() for p in params):
+                    for p, s in zip(params, snapshot):
+                        p[...] = s
+                    raise ValueError(
+                        "The weights became non-finite in epoch "
+                        f"{self.n_iter_ + 1}: training diverged. The weights of "
+                        "the last finite epoch were kept. Try a smaller "
+                        "learning_rate_init."
+                    )
+                for p, s in zip(params, snapshot):
+                    s[...] = p
+                self.n_iter_ += 1
+                self.t_ += n_samples
+                self.loss_ = epoch_loss / total_weight
+                self.loss_curve_.append(self.loss_)
+                self._optimizer.iteration_ends(self.t_)
+                elapsed = time.perf_counter() - start
+                if early_stopping:
+                    score = float(np.mean(self._predict_idx(X_val) == y_val))
+                    self.validation_scores_.append(score)
+                if self.verbose:
+                    msg = f"Epoch {self.n_iter_}, loss = {self.loss_:.8f}"
+                    if early_stopping:
+                        msg += f", validation score = {score:.4f}"
+                    msg += f", {elapsed:.2f} s, {n_samples / max(elapsed, 1e-9):,.0f} images/s"
+                    print(msg)
+                self._update_no_improvement_count(early_stopping)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than "
+                            f"tol={self.tol:f} for {self.n_iter_no_change} "
+                            "consecutive epochs."
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than "
+                            f"tol={self.tol:f} for {self.n_iter_no_change} "
+                            "consecutive epochs."
+                        )
+                    if self._optimizer.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if epoch + 1 == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations "
+                        f"({self.max_iter}) reached and the optimization "
+                        "hasn't converged yet.",
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            # A half-applied update is still a valid (finite) model; restore
+            # the last finished epoch only if something went wrong.
+            if not all(np.isfinite(p).all() for p in params):
+                for p, s in zip(params, snapshot):
+                    p[...] = s
+            warnings.warn(
+                f"Training interrupted by the user after {self.n_iter_} "
+                "epochs; the model keeps the weights it had reached.",
+                UserWarning,
+            )
+        if early_stopping:
+            for p, best in zip(params, self._best_params):
+                p[...] = best
+            del self._best_params
+
+    def _update_no_improvement_count(self, early_stopping):
+        if early_stopping:
+            score = self.validation_scores_[-1]
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                for p, best in zip(self._network.params, self._best_params):
+                    best[...] = p
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    # ------------------------------------------------------------------
+    # Prediction
+    # ------------------------------------------------------------------
+    def _log_proba_of_valid(self, X):
+        """Log-probabilities of validated 2-D X, in bounded-memory batches."""
+        images = self._images(X)
+        out = np.empty((X.shape[0], len(self.classes_)), dtype=self._dtype)
+        self._network.set_threads(effective_n_threads(self.n_threads))
+        with blas_single_threaded():
+            for lo in range(0, X.shape[0], PREDICT_BATCH):
+                out[lo:lo + PREDICT_BATCH] = self._network.predict_log_proba(
+                    images[lo:lo + PREDICT_BATCH]
+                )
+        return out
+
+    def _predict_idx(self, X):
+        return np.argmax(self._log_proba_of_valid(X), axis=1)
+
+    def _validate_predict_X(self, X):
+        check_is_fitted(self)
+        X, _, nd_shape = self._validate_X(X, reset=False)
+        if nd_shape is not None and tuple(nd_shape) != self.image_shape_:
+            raise ValueError(
+                f"X holds images of shape {tuple(nd_shape)}, but the model was "
+                f"fitted on images of shape {self.image_shape_}"
+            )
+        return X.astype(self._dtype, copy=False)
+
+    def predict_log_proba(self, X):
+        """Log of the class probabilities, shape (n_samples, n_classes)."""
+        return self._log_proba_of_valid(self._validate_predict_X(X))
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X):
+        """The most probable class of each sample, shape (n_samples,)."""
+        X = self._validate_predict_X(X)
+        return self.classes_[self._predict_idx(X)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _progress_factory(verbose, n_samples, batch_size):
+    """A function that opens a progress bar for an epoch, or returns None.
+
+    Bars appear with ``verbose`` for epochs of at least 100 batches, when tqdm
+    is installed (it is an optional dependency).
+    """
+    if not verbose or n_samples < 100 * batch_size:
+        return lambda: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return lambda: None
+    return lambda: tqdm(total=n_samples, unit="img", leave=False)

@@ -1,0 +1,209 @@
+"""Layers of a convolutional network: one small protocol for all of them.
+
+Every layer has
+- ``out_shape``: the shape of one sample's output, e.g. (C, H, W) or (n,);
+- ``params`` and ``grads``: lists of arrays of the same shapes (empty for
+  layers without parameters); ``grads`` is filled by ``backward``;
+- ``forward(x, training)``: x of shape (n_samples, *in_shape) -> output;
+- ``backward(dy)``: the gradient of the output -> the gradient of the input
+  (None when ``input_grad`` is False, as for the first layer).
+
+Layers keep what their backward pass needs from the last forward pass. They
+reach the compiled kernels only through ``pyconvnet.ops``.
+"""
+import numpy as np
+from scipy.special import expit
+
+from . import ops
+
+
+class Layer:
+    params = ()
+    kind = "layer"
+
+    def __init__(self):
+        self.grads = []
+        self.input_grad = True
+        self.n_threads = 1
+
+    def n_params(self):
+        return int(sum(p.size for p in self.params))
+
+    def describe(self):
+        return self.kind
+
+
+class Conv2D(Layer):
+    """Convolution with shared weights: F feature maps, each one kernel
+    (C, KH, KW) and one bias slid over the input with a stride."""
+
+    kind = "conv"
+
+    def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
+                 init_scale, rng, dtype):
+        super().__init__()
+        c, h, w = in_shape
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        fan_in = c * kernel_size[0] * kernel_size[1]
+        self.weight = rng.normal(
+            0.0, np.sqrt(init_scale / fan_in), (n_filters, c) + kernel_size
+        ).astype(dtype)
+        self.bias = np.zeros(n_filters, dtype=dtype)
+        self.params = [self.weight, self.bias]
+        self.out_shape = (
+            n_filters,
+            (h + 2 * padding[0] - kernel_size[0]) // stride[0] + 1,
+            (w + 2 * padding[1] - kernel_size[1]) // stride[1] + 1,
+        )
+
+    def describe(self):
+        f, c, kh, kw = self.weight.shape
+        text = f"conv {f}@{kh}x{kw}"
+        if self.stride != (1, 1):
+            text += f" stride {self.stride[0]}x{self.stride[1]}"
+        if self.padding != (0, 0):
+            text += f" pad {self.padding[0]}x{self.padding[1]}"
+        return text
+
+    def forward(self, x, training):
+        self._x = x
+        return ops._conv_forward(x, self.weight, self.bias, self.stride,
+                                 self.padding, self.n_threads)
+
+    def backward(self, dy):
+        dx, dw, db = ops._conv_backward(dy, self._x, self.weight, self.stride,
+                                        self.padding, self.input_grad,
+                                        self.n_threads)
+        self.grads = [dw, db]
+        return dx
+
+
+class Pool2D(Layer):
+    """Pooling: each (KH, KW) window of each feature map condensed to one
+    value (max, L2 norm or mean), windows not overlapping."""
+
+    kind = "pool"
+
+    def __init__(self, in_shape, kind, size):
+        super().__init__()
+        self.pool_kind = kind
+        self.size = size
+        c, h, w = in_shape
+        self.out_shape = (c, h // size[0], w // size[1])
+
+    def describe(self):
+        return f"{self.pool_kind}-pool {self.size[0]}x{self.size[1]}"
+
+    def forward(self, x, training):
+        y, cache = ops._pool_forward(x, self.pool_kind, self.size, self.size,
+                                     self.n_threads)
+        self._saved = (x, y, cache)
+        return y
+
+    def backward(self, dy):
+        x, y, cache = self._saved
+        return ops._pool_backward(np.ascontiguousarray(dy), x, y, cache,
+                                  self.pool_kind, self.size, self.size,
+                                  self.n_threads)
+
+
+class Flatten(Layer):
+    kind = "flatten"
+
+    def __init__(self, in_shape):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (int(np.prod(in_shape)),)
+
+    def forward(self, x, training):
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape((dy.shape[0],) + self.in_shape)
+
+
+class Dense(Layer):
+    """Fully connected: y = x @ W + b, W of shape (n_in, n_out)."""
+
+    kind = "dense"
+
+    def __init__(self, n_in, n_out, init_scale, rng, dtype):
+        super().__init__()
+        self.weight = rng.normal(0.0, np.sqrt(init_scale / n_in),
+                                 (n_in, n_out)).astype(dtype)
+        self.bias = np.zeros(n_out, dtype=dtype)
+        self.params = [self.weight, self.bias]
+        self.out_shape = (n_out,)
+
+    def describe(self):
+        return f"dense {self.weight.shape[1]}"
+
+    def forward(self, x, training):
+        self._x = x
+        y = x @ self.weight
+        y += self.bias
+        return y
+
+    def backward(self, dy):
+        self.grads = [self._x.T @ dy, dy.sum(axis=0)]
+        return dy @ self.weight.T if self.input_grad else None
+
+
+class Activation(Layer):
+    kind = "activation"
+
+    def __init__(self, in_shape, name):
+        super().__init__()
+        self.name = name
+        self.out_shape = tuple(in_shape)
+
+    def describe(self):
+        return self.name
+
+    def forward(self, x, training):
+        if self.name == "relu":
+            y = np.maximum(x, 0)
+        elif self.name == "sigmoid":
+            y = expit(x)
+        else:
+            y = np.tanh(x)
+        self._y = y
+        return y
+
+    def backward(self, dy):
+        y = self._y
+        if self.name == "relu":
+            return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+        if self.name == "sigmoid":
+            return dy * y * (1 - y)
+        return dy * (1 - y * y)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, each unit is zeroed with probability
+    ``rate`` and the survivors scaled by 1 / (1 - rate), so that nothing
+    changes at prediction time."""
+
+    kind = "dropout"
+
+    def __init__(self, in_shape, rate, rng):
+        super().__init__()
+        self.rate = rate
+        self.rng = rng
+        self.out_shape = tuple(in_shape)
+
+    def describe(self):
+        return f"dropout {self.rate:g}"
+
+    def forward(self, x, training):
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        keep = self.rng.random_sample(x.shape) >= self.rate
+        self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
+        return x * self._mask
+
+    def backward(self, dy):
+        return dy if self._mask is None else dy * self._mask

@@ -1,0 +1,143 @@
+"""The network: a chain of layers with a softmax output and the
+log-likelihood (cross-entropy) cost.
+
+``build_network`` turns the estimator's hyperparameters into layers for a
+given image shape, shrinking any kernel or pooling window that is larger than
+its input (so the defaults work on 8x8 digits, 28x28 images and plain tabular
+rows alike).
+"""
+import numpy as np
+from scipy.special import logsumexp
+
+from ._layers import Activation, Conv2D, Dense, Dropout, Flatten, Pool2D
+
+# Variance scale of the initial weights: He initialisation for ReLU,
+# N(0, 1/n_in) for sigmoid and tanh (and for the softmax output).
+INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0}
+
+
+def _pair(v):
+    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
+
+
+def build_network(image_shape, n_classes, conv_layers, padding, pooling,
+                  pool_size, hidden_layer_sizes, activation, dropout, rng,
+                  dtype):
+    """Layers for images of shape (C, H, W) and ``n_classes`` outputs.
+
+    ``padding`` is "valid" (no padding) or "same" (``(k - 1) // 2`` zeros on
+    each side, which keeps the size for odd kernels at stride 1).
+    """
+    layers = []
+    shape = tuple(image_shape)
+    scale = INIT_SCALE[activation]
+    for spec in conv_layers:
+        n_filters, kernel = int(spec[0]), _pair(spec[1])
+        stride = _pair(spec[2]) if len(spec) > 2 else (1, 1)
+        kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
+        pad = (0, 0)
+        if padding == "same":
+            pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        conv = Conv2D(shape, n_filters, kernel, stride, pad, scale, rng, dtype)
+        layers.append(conv)
+        layers.append(Activation(conv.out_shape, activation))
+        shape = conv.out_shape
+        if pooling is not None:
+            size = _pair(pool_size)
+            size = (min(size[0], shape[1]), min(size[1], shape[2]))
+            if size != (1, 1):
+                pool = Pool2D(shape, pooling, size)
+                layers.append(pool)
+                shape = pool.out_shape
+    layers.append(Flatten(shape))
+    n_in = layers[-1].out_shape[0]
+    for n_out in hidden_layer_sizes:
+        layers.append(Dense(n_in, int(n_out), scale, rng, dtype))
+        layers.append(Activation((int(n_out),), activation))
+        if dropout > 0:
+            layers.append(Dropout((int(n_out),), dropout, rng))
+        n_in = int(n_out)
+    layers.append(Dense(n_in, n_classes, 1.0, rng, dtype))
+    layers[0].input_grad = False
+    return Network(tuple(image_shape), layers)
+
+
+class Network:
+    """A chain of layers ending in raw scores; softmax and the loss on top."""
+
+    def __init__(self, input_shape, layers):
+        self.input_shape = input_shape
+        self.layers = layers
+        self.dtype = next(l.params[0].dtype for l in layers if l.params)
+
+    @property
+    def params(self):
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self):
+        return [g for layer in self.layers for g in layer.grads]
+
+    def penalized(self):
+        """Which params the L2 penalty applies to: weights, not biases."""
+        return [i % 2 == 0 for layer in self.layers for i in range(len(layer.params))]
+
+    def set_threads(self, n_threads):
+        for layer in self.layers:
+            layer.n_threads = n_threads
+
+    def summary(self):
+        """One dict per layer: kind, description, output shape, parameters."""
+        rows = [{"layer": "input", "kind": "input",
+                 "output_shape": self.input_shape, "n_params": 0}]
+        for layer in self.layers:
+            rows.append({
+                "layer": layer.describe(),
+                "kind": layer.kind,
+                "output_shape": tuple(int(s) for s in layer.out_shape),
+                "n_params": layer.n_params(),
+            })
+        rows.append({"layer": "softmax", "kind": "softmax",
+                     "output_shape": rows[-1]["output_shape"], "n_params": 0})
+        return rows
+
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def predict_log_proba(self, x):
+        scores = self.forward(x, training=False)
+        return scores - logsumexp(scores, axis=1, keepdims=True)
+
+    def train_step_grads(self, x, y, sample_weight, alpha):
+        """Forward and backward on one batch; fills each layer's grads.
+
+        The cost is the weighted mean log-likelihood loss
+        ``-sum_i w_i log p_i[y_i] / sum_i w_i`` plus
+        ``alpha / 2 * ||weights||^2 / sum_i w_i`` (scikit-learn's MLP uses
+        the batch size where the weights sum is used here; the two agree for
+        unit weights, and the sum makes a weight of 2 mean "this sample
+        twice"). Returns the cost.
+        """
+        scores = self.forward(x, training=True)
+        log_p = scores - logsumexp(scores, axis=1, keepdims=True)
+        total = float(sample_weight.sum())
+        rows = np.arange(len(y))
+        loss = -float(np.dot(sample_weight, log_p[rows, y])) / total
+        # d loss / d scores = w_i (softmax - onehot) / sum w
+        dscores = np.exp(log_p)
+        dscores[rows, y] -= 1
+        dscores *= (sample_weight / total)[:, None].astype(dscores.dtype)
+        dy = dscores.astype(self.dtype, copy=False)
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        if alpha:
+            penalty = 0.0
+            for layer in self.layers:
+                if layer.params:
+                    w = layer.params[0]
+                    penalty += float(np.dot(w.ravel(), w.ravel()))
+                    layer.grads[0] += (alpha / total) * w
+            loss += 0.5 * alpha * penalty / total
+        return loss
