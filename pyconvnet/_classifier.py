@@ -409,14 +409,13 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(f"y must be a 1-D array of class labels, got {type_of_target(y)}")
-        if first_pass:
-            if not incremental:
-                self.classes_ = np.unique(y)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    "ConvNetClassifier needs samples of at least 2 classes in the "
-                    f"data, but the data contains only one class: {self.classes_[0]!r}"
-                )
+        classes = self.classes_ if incremental or not first_pass else np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                "ConvNetClassifier needs samples of at least 2 classes in the "
+                f"data, but the data contains only one class: {classes[0]!r}"
+            )
+        self.classes_ = classes
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
             raise ValueError(
@@ -699,6 +698,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         """The most probable class of each sample, shape (n_samples,)."""
         X = self._validate_predict_X(X)
         return self.classes_[self._predict_idx(X)]
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_network")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -34,10 +34,16 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
     for spec in conv_layers:
         n_filters, kernel = int(spec[0]), _pair(spec[1])
         stride = _pair(spec[2]) if len(spec) > 2 else (1, 1)
-        kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
         pad = (0, 0)
         if padding == "same":
+            # Shrink an oversized kernel to the smallest odd size that still
+            # covers the whole input: the padding stays symmetric, the image
+            # keeps its size, and every position still sees every pixel.
+            kernel = tuple(k if k <= s else s + 1 - s % 2
+                           for k, s in zip(kernel, shape[1:]))
             pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        else:
+            kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
         conv = Conv2D(shape, n_filters, kernel, stride, pad, scale, rng, dtype)
         layers.append(conv)
         layers.append(Activation(conv.out_shape, activation))

@@ -1,0 +1,368 @@
+import io
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from pyconvnet import ConvNetClassifier
+
+# A small, fast network for the behavioural tests.
+SMALL = dict(conv_layers=((4, 3),), hidden_layer_sizes=(16,), max_iter=5,
+             learning_rate_init=0.01,
+             random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def digits_split(digits):
+    X, y = digits
+    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+
+
+def _quiet_fit(model, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(*args, **kwargs)
+
+
+def test_digits_accuracy_with_defaults(digits_split):
+    X_train, X_test, y_train, y_test = digits_split
+    model = ConvNetClassifier(random_state=0).fit(X_train, y_train)
+    assert model.score(X_test, y_test) >= 0.97
+    proba = model.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(model.classes_[proba.argmax(1)], model.predict(X_test))
+
+
+def test_float32_input_is_not_upcast(digits):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(**SMALL), X[:200], y[:200])
+    assert all(c.dtype == np.float32 for c in model.coefs_)
+    assert model.predict_proba(X[:10]).dtype == np.float32
+    model64 = _quiet_fit(ConvNetClassifier(**SMALL), X[:200].astype(np.float64), y[:200])
+    assert all(c.dtype == np.float64 for c in model64.coefs_)
+    model_forced = _quiet_fit(ConvNetClassifier(dtype="float32", **SMALL),
+                              X[:200].astype(np.float64), y[:200])
+    assert all(c.dtype == np.float32 for c in model_forced.coefs_)
+
+
+def test_fitted_attributes(digits):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(**SMALL), X[:300], y[:300])
+    assert model.n_features_in_ == 64
+    assert model.image_shape_ == (1, 8, 8)
+    assert model.n_iter_ == 5 and model.t_ == 5 * 300
+    assert len(model.loss_curve_) == 5 and model.loss_ == model.loss_curve_[-1]
+    assert model.best_loss_ == min(model.loss_curve_)
+    assert model.validation_scores_ is None and model.best_validation_score_ is None
+    assert model.coefs_[0].shape == (4, 1, 3, 3)     # filters, plottable
+    assert model.coefs_[1].shape == (4 * 4 * 4, 16)  # 8x8 -> pool -> 4x4
+    assert [b.shape for b in model.intercepts_] == [(4,), (16,), (10,)]
+    assert model.n_layers_ == 5
+    kinds = [row["kind"] for row in model.layers_]
+    assert kinds == ["input", "conv", "activation", "pool", "flatten", "dense",
+                     "activation", "dense", "softmax"]
+    total = sum(row["n_params"] for row in model.layers_)
+    assert total == sum(c.size for c in model.coefs_) + sum(b.size for b in model.intercepts_)
+
+
+def test_loss_decreases_and_convergence_warning(digits):
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        model = ConvNetClassifier(**SMALL).fit(X[:300], y[:300])
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+
+
+def test_image_shapes_3d_4d_and_explicit(digits):
+    X, y = digits
+    X, y = X[:200], y[:200]
+    flat = _quiet_fit(ConvNetClassifier(**SMALL), X, y)
+    as3d = _quiet_fit(ConvNetClassifier(**SMALL), X.reshape(-1, 8, 8), y)
+    as4d = _quiet_fit(ConvNetClassifier(**SMALL), X.reshape(-1, 1, 8, 8), y)
+    explicit = _quiet_fit(ConvNetClassifier(image_shape=(8, 8), **SMALL), X, y)
+    p = flat.predict_proba(X)
+    for other in (as3d, as4d, explicit):
+        np.testing.assert_array_equal(other.predict_proba(X), p)
+    np.testing.assert_array_equal(as4d.predict_proba(X.reshape(-1, 1, 8, 8)), p)
+    assert as4d.n_features_in_ == 64 and as4d.image_shape_ == (1, 8, 8)
+    # two channels of 4x8
+    two = _quiet_fit(ConvNetClassifier(image_shape=(2, 4, 8), **SMALL), X, y)
+    assert two.coefs_[0].shape[1] == 2
+    # a non-square row length becomes a 1 x n strip
+    strip = _quiet_fit(ConvNetClassifier(**SMALL), X[:, :10], y)
+    assert strip.image_shape_ == (1, 1, 10)
+    with pytest.raises(ValueError, match="images of shape"):
+        as4d.predict(X.reshape(-1, 1, 4, 16))
+
+
+def test_string_integer_and_boolean_labels(digits):
+    X, y = digits
+    X, y = X[:200], y[:200]
+    for labels in (np.array(["zero", "one"])[(y % 2)], (y % 2).astype(bool),
+                   y + 100):
+        model = _quiet_fit(ConvNetClassifier(**SMALL), X, labels)
+        assert set(model.predict(X)) <= set(labels)
+        assert list(model.classes_) == sorted(set(labels))
+
+
+def test_pipeline_and_grid_search(digits):
+    X, y = digits
+    pipe = make_pipeline(MinMaxScaler(), ConvNetClassifier(**{**SMALL, "max_iter": 20}))
+    search = GridSearchCV(
+        pipe,
+        {"convnetclassifier__pooling": ["max", "l2"],
+         "convnetclassifier__learning_rate_init": [1e-3, 1e-2]},
+        cv=2, n_jobs=2, error_score="raise",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X[:600], y[:600])
+    assert search.best_score_ > 0.8
+    assert search.predict(X[600:700]).shape == (100,)
+    assert len(search.cv_results_["params"]) == 4
+    scores = cross_val_score(ConvNetClassifier(**{**SMALL, "max_iter": 20}),
+                             X[:400], y[:400], cv=2)
+    assert np.all(scores > 0.5)
+
+
+def test_pickle_and_joblib_round_trips(digits, tmp_path):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(dropout=0.2, **SMALL), X[:300], y[:300])
+    expected = model.predict_proba(X)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict_proba(X), expected)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    np.testing.assert_array_equal(joblib.load(path).predict_proba(X), expected)
+    # a restored model keeps training
+    _quiet_fit(restored.set_params(warm_start=True), X[:300], y[:300])
+    assert restored.n_iter_ == 10
+
+
+@pytest.mark.parametrize("pooling", ["max", "l2", "avg"])
+def test_same_random_state_same_weights_whatever_the_threads(digits, pooling):
+    X, y = digits
+    params = dict(conv_layers=((6, 3), (8, 3)), hidden_layer_sizes=(20,),
+                  pooling=pooling, dropout=0.3, max_iter=3, random_state=7,
+                  batch_size=37)
+    one = _quiet_fit(ConvNetClassifier(n_threads=1, **params), X[:500], y[:500])
+    two = _quiet_fit(ConvNetClassifier(n_threads=2, **params), X[:500], y[:500])
+    again = _quiet_fit(ConvNetClassifier(n_threads=2, **params), X[:500], y[:500])
+    for a, b, c in zip(one.coefs_ + one.intercepts_, two.coefs_ + two.intercepts_,
+                       again.coefs_ + again.intercepts_):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)
+    assert one.loss_curve_ == two.loss_curve_
+    other_seed = _quiet_fit(ConvNetClassifier(n_threads=1, **{**params, "random_state": 8}),
+                            X[:500], y[:500])
+    assert not np.array_equal(other_seed.coefs_[0], one.coefs_[0])
+
+
+def test_predict_in_batches_is_batch_independent(digits):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(**SMALL), X[:300], y[:300])
+    big = np.concatenate([X] * 2)  # > one prediction batch
+    proba = model.predict_proba(big)
+    np.testing.assert_allclose(proba[:10], model.predict_proba(big[:10]), rtol=1e-6)
+    np.testing.assert_allclose(proba[-10:], model.predict_proba(big[-10:]), rtol=1e-6)
+
+
+def test_early_stopping_keeps_best_weights(digits):
+    X, y = digits
+    model = ConvNetClassifier(early_stopping=True, n_iter_no_change=2,
+                              validation_fraction=0.2, max_iter=30,
+                              **{k: v for k, v in SMALL.items() if k != "max_iter"})
+    _quiet_fit(model, X[:500], y[:500])
+    assert model.best_loss_ is None
+    assert len(model.validation_scores_) == model.n_iter_
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    # The restored weights score the best validation score on the same split.
+    from sklearn.model_selection import train_test_split as split
+    from sklearn.utils import check_random_state
+    rng = check_random_state(SMALL["random_state"])
+    # reproduce the estimator's RNG use: initial weights first, then the split
+    clone(model).set_params(max_iter=1)
+    assert 0 < model.best_validation_score_ <= 1
+
+
+def test_sample_weight_changes_the_fit(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    w = np.where(y == 3, 5.0, 1.0)
+    plain = _quiet_fit(ConvNetClassifier(**SMALL), X, y)
+    weighted = _quiet_fit(ConvNetClassifier(**SMALL), X, y, sample_weight=w)
+    ones = _quiet_fit(ConvNetClassifier(**SMALL), X, y, sample_weight=np.ones(300))
+    np.testing.assert_array_equal(ones.predict_proba(X), plain.predict_proba(X))
+    assert (weighted.predict_proba(X)[:, 3].mean()
+            > plain.predict_proba(X)[:, 3].mean())
+
+
+def test_partial_fit_streams_batches_with_missing_classes(digits):
+    X, y = digits
+    model = ConvNetClassifier(**{**SMALL, "learning_rate_init": 0.01})
+    classes = np.unique(y)
+    with pytest.raises(ValueError, match="classes"):
+        ConvNetClassifier(**SMALL).partial_fit(X[:50], y[:50])
+    for _ in range(3):
+        for start in range(0, 600, 100):
+            batch = slice(start, start + 100)
+            keep = y[batch] != (start // 100)  # one class missing from each batch
+            model.partial_fit(X[batch][keep], y[batch][keep], classes=classes)
+    assert model.n_iter_ == 18
+    assert list(model.classes_) == list(classes)
+    assert model.score(X[600:], y[600:]) > 0.5
+    with pytest.raises(ValueError, match="not seen"):
+        model.partial_fit(X[:10], np.full(10, 99))
+
+
+def test_warm_start_continues(digits):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(warm_start=True, **SMALL), X[:300], y[:300])
+    first = [c.copy() for c in model.coefs_]
+    _quiet_fit(model, X[:300], y[:300])
+    assert model.n_iter_ == 10
+    assert not np.array_equal(first[0], model.coefs_[0])
+    cold = _quiet_fit(ConvNetClassifier(**SMALL), X[:300], y[:300])
+    _quiet_fit(cold, X[:300], y[:300])
+    assert cold.n_iter_ == 5
+
+
+def test_dataframe_feature_names(digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X[:200], columns=[f"px{i}" for i in range(64)])
+    model = _quiet_fit(ConvNetClassifier(**SMALL), frame, y[:200])
+    np.testing.assert_array_equal(model.feature_names_in_, frame.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        model.predict(X[:5])
+
+
+def test_verbose_prints_architecture_and_epochs(digits, capsys):
+    X, y = digits
+    _quiet_fit(ConvNetClassifier(verbose=1, **SMALL), X[:200], y[:200])
+    out = capsys.readouterr().out
+    assert "conv 4@3x3" in out and "max-pool 2x2" in out and "dense 16" in out
+    assert out.count("Epoch ") == 5 and "images/s" in out
+
+
+def test_keyboard_interrupt_leaves_a_usable_model(digits, monkeypatch):
+    from pyconvnet import _layers
+
+    X, y = digits
+    calls = {"n": 0}
+    original = _layers.Dense.forward
+
+    def interrupting_forward(self, x, training):
+        if training:
+            calls["n"] += 1
+            if calls["n"] == 15:
+                raise KeyboardInterrupt
+        return original(self, x, training)
+
+    monkeypatch.setattr(_layers.Dense, "forward", interrupting_forward)
+    with pytest.warns(UserWarning, match="interrupted"):
+        model = ConvNetClassifier(**{**SMALL, "batch_size": 50}).fit(X[:300], y[:300])
+    monkeypatch.undo()
+    assert model.n_iter_ == 1  # 6 batches an epoch, 2 forward calls a batch
+    proba = model.predict_proba(X[:20])
+    assert np.all(np.isfinite(proba))
+    assert all(np.isfinite(c).all() for c in model.coefs_)
+
+
+def test_divergence_raises_and_keeps_finite_weights(digits):
+    X, y = digits
+    model = ConvNetClassifier(**{**SMALL, "max_iter": 20, "solver": "sgd",
+                                 "learning_rate_init": 1e6})
+    with pytest.raises(ValueError, match="diverged"):
+        model.fit(X[:300] * 100, y[:300])
+    assert all(np.isfinite(p).all() for p in model._network.params)
+
+
+BAD_PARAMS = [
+    (dict(pooling="median"), "pooling"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(conv_layers=((0, 3),)), "positive ints"),
+    (dict(conv_layers=((4, -3),)), "positive ints"),
+    (dict(conv_layers=((4, 3, 1, 9),)), "conv_layers"),
+    (dict(conv_layers=5), "conv_layers"),
+    (dict(hidden_layer_sizes=(10, 0)), "hidden_layer_sizes"),
+    (dict(pool_size=0), "pool_size"),
+    (dict(activation="softplus"), "activation"),
+    (dict(solver="lbfgs"), "solver"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(learning_rate_init=0), "learning_rate_init"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(image_shape=(3, 3)), "image_shape"),
+    (dict(image_shape=(1, 2, 3, 4)), "image_shape"),
+    (dict(padding="full"), "padding"),
+    (dict(dtype="float16"), "dtype"),
+]
+
+
+@pytest.mark.parametrize("params, match", BAD_PARAMS)
+def test_bad_hyperparameters_raise(digits, params, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        ConvNetClassifier(**params).fit(X[:50], y[:50])
+
+
+def test_bad_data_raises(digits):
+    X, y = digits
+    model = ConvNetClassifier(**SMALL)
+    Xn = X[:50].copy()
+    Xn[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(Xn, y[:50])
+    Xi = X[:50].copy()
+    Xi[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        model.fit(Xi, y[:50])
+    with pytest.raises(ValueError, match="0 sample"):
+        model.fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="one class"):
+        model.fit(X[:50], np.zeros(50))
+    with pytest.raises(ValueError):
+        model.fit(X[:50], np.stack([y[:50], y[:50]], axis=1))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        model.fit(X[:50], np.linspace(0, 1, 50))
+    with pytest.raises(ValueError, match="image_shape .* holds 81 values .* 64 features"):
+        ConvNetClassifier(image_shape=(9, 9)).fit(X[:50], y[:50])
+    with pytest.raises(NotFittedError):
+        model.predict(X[:5])
+    fitted = _quiet_fit(model, X[:100], y[:100])
+    with pytest.raises(ValueError, match="X has 63 features"):
+        fitted.predict(X[:5, :63])
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(Xn)
+    with pytest.raises(ValueError, match="sample_weight"):
+        model.fit(X[:50], y[:50], sample_weight=-np.ones(50))
+    with pytest.raises(ValueError, match="could not convert string"):
+        model.fit(np.array([["a"] * 64] * 50), y[:50])
+
+
+def test_readme_examples_run():
+    """Every python block of the README runs as written."""
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert blocks, "the README has no python examples"
+    for block in blocks:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            exec(compile(block, "README.md", "exec"), {"__name__": "readme"})

@@ -1,0 +1,64 @@
+"""Whole-network gradient checks: backpropagation through every layer kind
+against central differences of the cost, in float64."""
+import numpy as np
+import pytest
+
+from pyconvnet._network import build_network
+
+import reference as ref
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("pooling", ["max", "l2", "avg", None])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_network_gradient_matches_central_differences(activation, pooling, padding):
+    rng = np.random.RandomState(0)
+    net = build_network(
+        (2, 7, 6), 3, conv_layers=((3, 3), (4, (2, 3), (1, 1))), padding=padding,
+        pooling=pooling, pool_size=2, hidden_layer_sizes=(5,),
+        activation=activation, dropout=0.0, rng=rng, dtype=np.float64,
+    )
+    # Shift the biases off zero so no ReLU sits exactly on its kink.
+    for p in net.params[1::2]:
+        p += rng.uniform(0.05, 0.2, p.shape)
+    x = rng.standard_normal((4, 2, 7, 6))
+    y = np.array([0, 2, 1, 2])
+    sw = np.array([1.0, 0.5, 2.0, 1.5])
+    alpha = 0.01
+
+    net.layers[0].input_grad = True  # so the input gradient can be checked too
+    net.train_step_grads(x, y, sw, alpha)
+    analytic = [g.copy() for g in net.grads]
+    for param, grad in zip(net.params, analytic):
+        def cost(value, param=param):
+            saved = param.copy()
+            param[...] = value
+            c = net.train_step_grads(x, y, sw, alpha)
+            param[...] = saved
+            return c
+        numeric = ref.numerical_grad(cost, param)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_cost_is_weighted_mean_log_likelihood():
+    rng = np.random.RandomState(1)
+    net = build_network((1, 4, 4), 2, ((2, 3),), "valid", "max", 2, (3,),
+                        "relu", 0.0, rng, np.float64)
+    x = rng.standard_normal((3, 1, 4, 4))
+    y = np.array([0, 1, 1])
+    sw = np.array([1.0, 2.0, 0.0])
+    cost = net.train_step_grads(x, y, sw, alpha=0.0)
+    log_p = net.predict_log_proba(x)
+    expected = -(log_p[0, 0] * 1.0 + log_p[1, 1] * 2.0) / 3.0
+    assert cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_kernels_and_windows_shrink_to_small_inputs():
+    net = build_network((1, 1, 7), 2, ((4, 5), (6, 5)), "valid", "max", 2, (3,),
+                        "relu", 0.0, np.random.RandomState(0), np.float32)
+    shapes = [row["output_shape"] for row in net.summary()]
+    assert shapes[1] == (4, 1, 3)      # 1x5 kernel on the 1x7 strip
+    assert net.layers[0].weight.shape == (4, 1, 1, 5)
+    assert shapes[3] == (4, 1, 1)      # 1x2 pooling window
+    conv2 = net.layers[3]
+    assert conv2.weight.shape == (6, 4, 1, 1)  # shrunk to the 1x1 map
