@@ -366,3 +366,28 @@ def test_readme_examples_run():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_main_job_runs(capsys):
+    from pyconvnet.__main__ import main
+
+    assert main(["--epochs", "3", "--conv-layers", "4:3", "--hidden", "16",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "conv 4@3x3" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("ConvNetClassifier", "MLPClassifier"))]
+    assert [r[0] for r in rows] == ["ConvNetClassifier", "MLPClassifier"]
+    assert all(0 <= float(r[1]) <= 1 for r in rows)
+    with pytest.raises(SystemExit):
+        main(["--conv-layers", "4x3"])
+
+
+def test_progress_bar_for_long_epochs(digits, capsys):
+    pytest.importorskip("tqdm")
+    X, y = digits
+    # 1,000 samples in batches of 5: 200 batches, a long epoch
+    _quiet_fit(ConvNetClassifier(verbose=1, batch_size=5,
+                                 **{**SMALL, "max_iter": 1}), X[:1000], y[:1000])
+    err = capsys.readouterr().err
+    assert "img" in err and "1000/1000" in err
