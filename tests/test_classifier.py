@@ -390,4 +390,4 @@ def test_progress_bar_for_long_epochs(digits, capsys):
     _quiet_fit(ConvNetClassifier(verbose=1, batch_size=5,
                                  **{**SMALL, "max_iter": 1}), X[:1000], y[:1000])
     err = capsys.readouterr().err
-    assert "img" in err and "1000/1000" in err
+    assert "img/s" in err and "/1000" in err
