@@ -14,6 +14,10 @@ padding lives in the im2col accessor (out-of-range pixels read as 0), never in
 a padded copy of the input. A 1x1 kernel with stride 1 and no padding needs no
 unfolding: x[n] viewed as (C, H*W) already is ``cols``.
 
+When training, the forward pass keeps every sample's ``cols`` (a buffer the
+layer reuses across batches) so the backward pass does not unfold x again:
+on Nielsen's second layer the unfolding was 15% of the backward time.
+
 Backward, per sample:
 
     dW  += dy[n] (F, P) @ cols[n]^T (P, K)
@@ -36,6 +40,7 @@ Nothing here validates: ``pyconvnet.ops`` checks every shape first.
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel
+from libc.math cimport exp, tanh
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
@@ -49,34 +54,66 @@ from pyconvnet._blas cimport gemm
 cdef enum:
     MAX_GRAD_CHUNKS = 16
 
+# Activation fused into the convolution: the forward pass applies it to each
+# sample's output while that output is still in cache, the backward pass
+# multiplies by its derivative (computed from the activated output) before the
+# matrix products. Saves two passes over the largest arrays of the network.
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_SIGMOID = 2
+    ACT_TANH = 3
+
+ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
+               "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH}
+
+
+cdef inline void _valid_range(int j, int pw, int sw, int W, int OW,
+                              int* lo, int* hi) noexcept nogil:
+    """Output columns ow whose input column ow*sw - pw + j lies in [0, W)."""
+    cdef int first = pw - j, last = W - 1 + pw - j
+    lo[0] = 0 if first <= 0 else (first + sw - 1) // sw
+    hi[0] = 0 if last < 0 else min(OW, last // sw + 1)
+    if hi[0] < lo[0]:
+        hi[0] = lo[0]
+
 
 cdef void _im2col(const floating* x, floating* cols,
                   int C, int H, int W, int KH, int KW,
                   int sh, int sw, int ph, int pw,
                   int OH, int OW) noexcept nogil:
-    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW)."""
-    cdef int c, i, j, oh, ow, ih, iw
+    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW).
+
+    The columns that read padding are worked out once per kernel column j, so
+    the inner loop is a branch-free copy that the compiler vectorises.
+    """
+    cdef int c, i, j, oh, ow, ih, lo, hi, off
     cdef const floating* xrow
     cdef floating* out = cols
     for c in range(C):
         for i in range(KH):
             for j in range(KW):
+                _valid_range(j, pw, sw, W, OW, &lo, &hi)
+                off = j - pw
                 for oh in range(OH):
                     ih = oh * sh - ph + i
                     if ih < 0 or ih >= H:
                         memset(out, 0, OW * sizeof(floating))
-                        out += OW
-                        continue
-                    xrow = x + (c * H + ih) * W
-                    if sw == 1:
-                        # Contiguous run; only its two ends may fall in the padding.
-                        for ow in range(OW):
-                            iw = ow - pw + j
-                            out[ow] = xrow[iw] if 0 <= iw < W else 0
                     else:
-                        for ow in range(OW):
-                            iw = ow * sw - pw + j
-                            out[ow] = xrow[iw] if 0 <= iw < W else 0
+                        xrow = x + (c * H + ih) * W + off
+                        if lo > 0:
+                            memset(out, 0, lo * sizeof(floating))
+                        if sw == 1:
+                            # A plain loop, not memcpy: rows are short (8 to
+                            # 28 values), where a libc call costs more than
+                            # the copy.
+                            for ow in range(lo, hi):
+                                out[ow] = xrow[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                out[ow] = xrow[ow * sw]
+                        if hi < OW:
+                            memset(out + hi, 0, (OW - hi) * sizeof(floating))
                     out += OW
 
 
@@ -89,21 +126,90 @@ cdef void _col2im(const floating* cols, floating* dx,
     dx must be zeroed by the caller. The inverse of the gathering in _im2col:
     every entry goes back to the pixel it was read from; padding is dropped.
     """
-    cdef int c, i, j, oh, ow, ih, iw
+    cdef int c, i, j, oh, ow, ih, lo, hi, off
     cdef floating* dxrow
     cdef const floating* src = cols
     for c in range(C):
         for i in range(KH):
             for j in range(KW):
+                _valid_range(j, pw, sw, W, OW, &lo, &hi)
+                off = j - pw
                 for oh in range(OH):
                     ih = oh * sh - ph + i
                     if 0 <= ih < H:
-                        dxrow = dx + (c * H + ih) * W
-                        for ow in range(OW):
-                            iw = ow * sw - pw + j
-                            if 0 <= iw < W:
-                                dxrow[iw] += src[ow]
+                        dxrow = dx + (c * H + ih) * W + off
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                dxrow[ow] += src[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                dxrow[ow * sw] += src[ow]
                     src += OW
+
+
+cdef inline double _row_sum(const floating* a, int n) noexcept nogil:
+    """Sum of n values in double, in a fixed order.
+
+    Four independent partial sums: a single running sum is a chain of
+    dependent additions the CPU cannot overlap, and it made the bias gradient
+    of the first layer (11,520 values a sample) a third of that layer's
+    backward time.
+    """
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef int k = 0
+    while k + 4 <= n:
+        s0 += a[k]
+        s1 += a[k + 1]
+        s2 += a[k + 2]
+        s3 += a[k + 3]
+        k += 4
+    while k < n:
+        s0 += a[k]
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline void _bias_activation(floating* y, const floating* b, int F, int P,
+                                  int act) noexcept nogil:
+    """y (F, P) += b[f], then the activation, in place while y is in cache.
+
+    One loop per activation, so that each inner loop is branch-free and the
+    compiler vectorises it.
+    """
+    cdef int f, p
+    cdef floating v, bf
+    cdef floating* row
+    for f in range(F):
+        bf = b[f] if b != NULL else 0
+        row = y + f * P
+        if act == ACT_RELU:
+            for p in range(P):
+                v = row[p] + bf
+                row[p] = v if v > 0 else 0
+        elif act == ACT_SIGMOID:
+            for p in range(P):
+                row[p] = 1 / (1 + exp(-(row[p] + bf)))
+        elif act == ACT_TANH:
+            for p in range(P):
+                row[p] = tanh(row[p] + bf)
+        else:
+            for p in range(P):
+                row[p] = row[p] + bf
+
+
+cdef inline void _activation_grad(const floating* dy, const floating* y,
+                                  floating* dz, int n, int act) noexcept nogil:
+    """dz = dy * act'(z), written in terms of the activated output y."""
+    cdef int k
+    if act == ACT_RELU:
+        for k in range(n):
+            dz[k] = dy[k] if y[k] > 0 else 0
+    elif act == ACT_SIGMOID:
+        for k in range(n):
+            dz[k] = dy[k] * y[k] * (1 - y[k])
+    else:
+        for k in range(n):
+            dz[k] = dy[k] * (1 - y[k] * y[k])
 
 
 def conv2d_forward(
@@ -111,7 +217,10 @@ def conv2d_forward(
     const floating[:, :, :, ::1] weight,  # IN  (F, C, KH, KW)
     const floating[::1] bias,             # IN  (F,) or None
     floating[:, :, :, ::1] out,           # OUT (N, F, OH, OW)
+    floating[:, ::1] cols_cache,          # OUT (N, K*P): each sample's im2col,
+                                          #     kept for the backward pass; or None
     int stride_h, int stride_w, int pad_h, int pad_w,
+    int activation,
     int n_threads,
 ):
     cdef:
@@ -124,38 +233,44 @@ def conv2d_forward(
                        and pad_h == 0 and pad_w == 0)
         const floating* w = &weight[0, 0, 0, 0]
         const floating* b = &bias[0] if has_bias else NULL
+        bint cache = cols_cache is not None and not direct
         floating* cols
+        floating* buf
         const floating* xn
         floating* yn
         int n, f, p
     with nogil, parallel(num_threads=n_threads):
-        cols = NULL
-        if not direct:
-            cols = <floating*> malloc(<size_t> K * P * sizeof(floating))
+        buf = NULL
+        if not direct and not cache:
+            buf = <floating*> malloc(<size_t> K * P * sizeof(floating))
         for n in prange(N, schedule='static'):
             xn = &x[n, 0, 0, 0]
             yn = &out[n, 0, 0, 0]
             if not direct:
+                cols = &cols_cache[n, 0] if cache else buf
                 _im2col(xn, cols, C, H, W, KH, KW, stride_h, stride_w,
                         pad_h, pad_w, OH, OW)
                 xn = cols
             gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
                  <floating> 0, yn, P)
-            if has_bias:
-                for f in range(F):
-                    for p in range(P):
-                        yn[f * P + p] += b[f]
-        free(cols)
+            if has_bias or activation != ACT_IDENTITY:
+                _bias_activation(yn, b, F, P, activation)
+        free(buf)
 
 
 def conv2d_backward(
-    const floating[:, :, :, ::1] dy,      # IN  (N, F, OH, OW)
+    const floating[:, :, :, ::1] dy,      # IN  (N, F, OH, OW): d loss / d y
+    const floating[:, :, :, ::1] y,       # IN  (N, F, OH, OW): activated output,
+                                          #     or None with no activation
     const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     const floating[:, :, :, ::1] weight,  # IN  (F, C, KH, KW)
+    const floating[:, ::1] cols_cache,    # IN  (N, K*P) from the forward pass,
+                                          #     or None to unfold x again
     floating[:, :, :, ::1] dx,            # OUT (N, C, H, W), or None to skip
     floating[:, :, :, ::1] dweight,       # OUT (F, C, KH, KW)
     floating[::1] dbias,                  # OUT (F,)
     int stride_h, int stride_w, int pad_h, int pad_w,
+    int activation,
     int n_threads,
 ):
     cdef:
@@ -169,8 +284,10 @@ def conv2d_backward(
         int chunk = (N + MAX_GRAD_CHUNKS - 1) // MAX_GRAD_CHUNKS
         int n_chunks = (N + chunk - 1) // chunk
         const floating* w = &weight[0, 0, 0, 0]
-        floating* cols
+        bint cache = cols_cache is not None and not direct
+        floating* buf
         floating* dcols
+        floating* dz
         const floating* xn
         const floating* dyn
         floating* dwc
@@ -184,30 +301,36 @@ def conv2d_backward(
     cdef double[:, ::1] db_chunks = np.zeros((n_chunks, F), dtype=np.float64)
 
     with nogil, parallel(num_threads=n_threads):
-        cols = NULL
+        buf = NULL
         dcols = NULL
+        dz = NULL
         if not direct:
-            cols = <floating*> malloc(<size_t> K * P * sizeof(floating))
+            if not cache:
+                buf = <floating*> malloc(<size_t> K * P * sizeof(floating))
             if want_dx:
                 dcols = <floating*> malloc(<size_t> K * P * sizeof(floating))
+        if activation != ACT_IDENTITY:
+            dz = <floating*> malloc(<size_t> F * P * sizeof(floating))
         for ci in prange(n_chunks, schedule='static'):
             dwc = &dw_chunks[ci, 0]
             dbc = &db_chunks[ci, 0]
             for n in range(ci * chunk, min((ci + 1) * chunk, N)):
                 xn = &x[n, 0, 0, 0]
                 dyn = &dy[n, 0, 0, 0]
-                if not direct:
-                    _im2col(xn, cols, C, H, W, KH, KW, stride_h, stride_w,
+                if activation != ACT_IDENTITY:
+                    _activation_grad(dyn, &y[n, 0, 0, 0], dz, F * P, activation)
+                    dyn = dz
+                if cache:
+                    xn = &cols_cache[n, 0]
+                elif not direct:
+                    _im2col(xn, buf, C, H, W, KH, KW, stride_h, stride_w,
                             pad_h, pad_w, OH, OW)
-                    xn = cols
+                    xn = buf
                 first = n == ci * chunk
                 gemm(False, True, F, K, P, <floating> 1, dyn, P, xn, P,
                      <floating> (0 if first else 1), dwc, K)
                 for f in range(F):
-                    acc = 0
-                    for p in range(P):
-                        acc = acc + dyn[f * P + p]
-                    dbc[f] += acc
+                    dbc[f] += _row_sum(dyn + f * P, P)
                 if want_dx:
                     if direct:
                         # dx[n] viewed as (C, H*W) is dcols itself.
@@ -220,8 +343,9 @@ def conv2d_backward(
                                <size_t> C * H * W * sizeof(floating))
                         _col2im(dcols, &dx[n, 0, 0, 0], C, H, W, KH, KW,
                                 stride_h, stride_w, pad_h, pad_w, OH, OW)
-        free(cols)
+        free(buf)
         free(dcols)
+        free(dz)
 
     # Fixed-order reduction of the chunks: the same sums in the same order
     # whatever the number of threads.

@@ -16,6 +16,10 @@ from scipy.special import expit
 
 from . import ops
 
+# Largest im2col buffer a convolution keeps from its forward to its backward
+# pass; larger layers unfold their input again instead.
+COLS_CACHE_BYTES = 64 * 2**20
+
 
 class Layer:
     params = ()
@@ -35,13 +39,15 @@ class Layer:
 
 class Conv2D(Layer):
     """Convolution with shared weights: F feature maps, each one kernel
-    (C, KH, KW) and one bias slid over the input with a stride."""
+    (C, KH, KW) and one bias slid over the input with a stride, followed by
+    the activation (fused into the same compiled pass)."""
 
     kind = "conv"
 
     def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
-                 init_scale, rng, dtype):
+                 activation, init_scale, rng, dtype):
         super().__init__()
+        self.activation = activation
         c, h, w = in_shape
         self.kernel_size = kernel_size
         self.stride = stride
@@ -65,17 +71,34 @@ class Conv2D(Layer):
             text += f" stride {self.stride[0]}x{self.stride[1]}"
         if self.padding != (0, 0):
             text += f" pad {self.padding[0]}x{self.padding[1]}"
-        return text
+        return f"{text}, {self.activation}"
+
+    def _cols_buffer(self, x):
+        """The im2col buffer for a training batch, reused across batches of
+        the same size; None (unfold again in backward) past COLS_CACHE_BYTES."""
+        shape = ops._cols_shape(x.shape, self.weight.shape, self.stride,
+                                self.padding)
+        if shape[0] * shape[1] * x.itemsize > COLS_CACHE_BYTES:
+            return None
+        cols = getattr(self, "_cols", None)
+        if cols is None or cols.shape != shape or cols.dtype != x.dtype:
+            cols = self._cols = np.empty(shape, dtype=x.dtype)
+        return cols
 
     def forward(self, x, training):
-        self._x = x
-        return ops._conv_forward(x, self.weight, self.bias, self.stride,
-                                 self.padding, self.n_threads)
+        cols = self._cols_buffer(x) if training else None
+        y = ops._conv_forward(x, self.weight, self.bias, self.stride,
+                              self.padding, self.n_threads, self.activation,
+                              cols=cols)
+        self._x, self._y, self._used_cols = x, y, cols
+        return y
 
     def backward(self, dy):
-        dx, dw, db = ops._conv_backward(dy, self._x, self.weight, self.stride,
-                                        self.padding, self.input_grad,
-                                        self.n_threads)
+        dx, dw, db = ops._conv_backward(np.ascontiguousarray(dy), self._x,
+                                        self.weight, self.stride, self.padding,
+                                        self.input_grad, self.n_threads,
+                                        self.activation, self._y,
+                                        cols=self._used_cols)
         self.grads = [dw, db]
         return dx
 

@@ -7,7 +7,6 @@ its input (so the defaults work on 8x8 digits, 28x28 images and plain tabular
 rows alike).
 """
 import numpy as np
-from scipy.special import logsumexp
 
 from ._layers import Activation, Conv2D, Dense, Dropout, Flatten, Pool2D
 
@@ -44,9 +43,9 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
             pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
         else:
             kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
-        conv = Conv2D(shape, n_filters, kernel, stride, pad, scale, rng, dtype)
+        conv = Conv2D(shape, n_filters, kernel, stride, pad, activation, scale,
+                      rng, dtype)
         layers.append(conv)
-        layers.append(Activation(conv.out_shape, activation))
         shape = conv.out_shape
         if pooling is not None:
             size = _pair(pool_size)
@@ -66,6 +65,17 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
     layers.append(Dense(n_in, n_classes, 1.0, rng, dtype))
     layers[0].input_grad = False
     return Network(tuple(image_shape), layers)
+
+
+def _log_softmax(scores):
+    """Row-wise log-softmax, stable for large scores; a new array.
+
+    Plain numpy: scipy's logsumexp costs ~0.3 ms a call in argument handling,
+    more than the whole loss at batch 10.
+    """
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
 
 
 class Network:
@@ -113,8 +123,7 @@ class Network:
         return x
 
     def predict_log_proba(self, x):
-        scores = self.forward(x, training=False)
-        return scores - logsumexp(scores, axis=1, keepdims=True)
+        return _log_softmax(self.forward(x, training=False))
 
     def train_step_grads(self, x, y, sample_weight, alpha):
         """Forward and backward on one batch; fills each layer's grads.
@@ -127,15 +136,14 @@ class Network:
         twice"). Returns the cost.
         """
         scores = self.forward(x, training=True)
-        log_p = scores - logsumexp(scores, axis=1, keepdims=True)
+        log_p = _log_softmax(scores)
         total = float(sample_weight.sum())
         rows = np.arange(len(y))
         loss = -float(np.dot(sample_weight, log_p[rows, y])) / total
         # d loss / d scores = w_i (softmax - onehot) / sum w
-        dscores = np.exp(log_p)
-        dscores[rows, y] -= 1
-        dscores *= (sample_weight / total)[:, None].astype(dscores.dtype)
-        dy = dscores.astype(self.dtype, copy=False)
+        dy = np.exp(log_p, out=log_p)
+        dy[rows, y] -= 1
+        dy *= (sample_weight / total).astype(dy.dtype)[:, None]
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         if alpha:

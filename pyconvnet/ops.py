@@ -329,23 +329,42 @@ def pool2d_grad(dy, x, size=2, *, stride=None, kind="max", n_threads=None):
 # Unvalidated helpers for the layers: arrays are C-contiguous, of one float
 # dtype, and of shapes the public checks above would accept.
 # --------------------------------------------------------------------------
-def _conv_forward(x, weight, bias, stride, padding, n_threads, out=None):
+def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
+                  out=None, cols=None):
+    """Convolution, then bias and ``activation`` (None, "relu", "sigmoid" or
+    "tanh") fused into the same pass. ``cols``, if given, is an
+    (n_samples, K*P) buffer that receives each sample's im2col unfolding for
+    the backward pass (see :func:`_cols_shape`)."""
     shape = _conv_output_shape(x.shape, weight.shape, stride, padding)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     if shape[0]:
-        _conv.conv2d_forward(x, weight, bias, out, stride[0], stride[1],
-                             padding[0], padding[1], n_threads)
+        _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
+                             padding[0], padding[1],
+                             _conv.ACTIVATIONS[activation], n_threads)
     return out
 
 
-def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads):
+def _cols_shape(x_shape, w_shape, stride, padding):
+    """Shape of the im2col buffer _conv_forward can fill for _conv_backward."""
+    out = _conv_output_shape(x_shape, w_shape, stride, padding)
+    return (x_shape[0], w_shape[1] * w_shape[2] * w_shape[3] * out[2] * out[3])
+
+
+def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
+                   activation=None, y=None, cols=None):
+    """Gradients of :func:`_conv_forward`; ``y`` is its (activated) output,
+    needed when ``activation`` is not None; ``cols`` the buffer it filled."""
     dx = np.empty_like(x) if input_grad else None
-    dweight = np.zeros_like(weight)
-    dbias = np.zeros(weight.shape[0], dtype=x.dtype)
+    dweight = np.empty_like(weight)
+    dbias = np.empty(weight.shape[0], dtype=x.dtype)
     if x.shape[0]:
-        _conv.conv2d_backward(dy, x, weight, dx, dweight, dbias, stride[0],
-                              stride[1], padding[0], padding[1], n_threads)
+        _conv.conv2d_backward(dy, y, x, weight, cols, dx, dweight, dbias, stride[0],
+                              stride[1], padding[0], padding[1],
+                              _conv.ACTIVATIONS[activation], n_threads)
+    else:
+        dweight[...] = 0
+        dbias[...] = 0
     return dx, dweight, dbias
 
 

@@ -73,8 +73,9 @@ def test_fitted_attributes(digits):
     assert [b.shape for b in model.intercepts_] == [(4,), (16,), (10,)]
     assert model.n_layers_ == 5
     kinds = [row["kind"] for row in model.layers_]
-    assert kinds == ["input", "conv", "activation", "pool", "flatten", "dense",
+    assert kinds == ["input", "conv", "pool", "flatten", "dense",
                      "activation", "dense", "softmax"]
+    assert model.layers_[1]["layer"] == "conv 4@3x3 pad 1x1, relu"
     total = sum(row["n_params"] for row in model.layers_)
     assert total == sum(c.size for c in model.coefs_) + sum(b.size for b in model.intercepts_)
 
@@ -254,7 +255,8 @@ def test_verbose_prints_architecture_and_epochs(digits, capsys):
     X, y = digits
     _quiet_fit(ConvNetClassifier(verbose=1, **SMALL), X[:200], y[:200])
     out = capsys.readouterr().out
-    assert "conv 4@3x3" in out and "max-pool 2x2" in out and "dense 16" in out
+    assert "conv 4@3x3 pad 1x1, relu" in out and "max-pool 2x2" in out
+    assert "dense 16" in out
     assert out.count("Epoch ") == 5 and "images/s" in out
 
 
