@@ -3,7 +3,10 @@
 Convolution is reported in GFLOP/s (2 flops per multiply-add; the backward
 pass counts the weight gradient and, where computed, the input gradient),
 pooling in GB/s of memory touched (input read + output written, and for the
-backward pass dy read + dx written).
+backward pass dy read + dx written). Beside them, in the same run: the same
+ops in PyTorch (torch.nn.functional, autograd for the backward pass) when
+torch is installed, and the machine's single-precision matrix-multiply peak
+(numpy's sgemm on 2048x2048 matrices) for the same thread count.
 
     python benchmarks/bench_ops.py [--repeats 7] [--json benchmarks/results/ops.json]
 """
@@ -15,6 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine, markdown_table, median_time, write_json  # noqa: E402
+
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from pyconvnet import ops  # noqa: E402
 from pyconvnet._threads import blas_single_threaded  # noqa: E402
@@ -30,6 +35,60 @@ POOL_SHAPES = {
     "pool1 64x20x24x24": (64, 20, 24, 24),
     "pool2 64x40x8x8": (64, 40, 8, 8),
 }
+
+
+def sgemm_peak(n_threads, repeats):
+    """GFLOP/s of numpy's float32 matrix product, 2048^3, on n_threads."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((2048, 2048)).astype(np.float32)
+    b = rng.standard_normal((2048, 2048)).astype(np.float32)
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        t = median_time(lambda: a @ b, repeats)
+    return 2 * 2048 ** 3 / t / 1e9
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_conv(x, w, b, pad, want_dx, n_threads, repeats):
+    """(forward s, backward s) of the same convolution in PyTorch."""
+    torch = _torch()
+    torch.set_num_threads(n_threads)
+    F = torch.nn.functional
+    xt = torch.from_numpy(x).requires_grad_(want_dx)
+    wt = torch.from_numpy(w).requires_grad_(True)
+    bt = torch.from_numpy(b).requires_grad_(True)
+    with torch.no_grad():
+        t_fwd = median_time(lambda: F.conv2d(xt, wt, bt, padding=pad), repeats)
+    out = F.conv2d(xt, wt, bt, padding=pad)
+    g = torch.ones_like(out)
+    inputs = [xt, wt, bt] if want_dx else [wt, bt]
+    t_bwd = median_time(
+        lambda: torch.autograd.grad(out, inputs, g, retain_graph=True), repeats
+    )
+    return t_fwd, t_bwd
+
+
+def torch_pool(x, kind, n_threads, repeats):
+    torch = _torch()
+    torch.set_num_threads(n_threads)
+    F = torch.nn.functional
+    xt = torch.from_numpy(x).requires_grad_(True)
+    pool = {"max": lambda v: F.max_pool2d(v, 2),
+            "l2": lambda v: F.lp_pool2d(v, 2, 2),
+            "avg": lambda v: F.avg_pool2d(v, 2)}[kind]
+    with torch.no_grad():
+        t_fwd = median_time(lambda: pool(xt), repeats)
+    out = pool(xt)
+    g = torch.ones_like(out)
+    t_bwd = median_time(lambda: torch.autograd.grad(out, [xt], g, retain_graph=True),
+                        repeats)
+    return t_fwd, t_bwd
 
 
 def bench_conv(threads, repeats, dtype):
@@ -51,14 +110,18 @@ def bench_conv(threads, repeats, dtype):
                 repeats,
             )
             bwd_flops = 2 * macs * (2 if want_dx else 1)
-            rows.append({
+            row = {
                 "op": "conv2d", "shape": name, "threads": n,
                 "fwd_ms": t_fwd * 1e3, "bwd_ms": t_bwd * 1e3,
                 "fwd_gflops": 2 * macs / t_fwd / 1e9,
                 "bwd_gflops": bwd_flops / t_bwd / 1e9,
                 "fwd_bwd_gflops": (2 * macs + bwd_flops) / (t_fwd + t_bwd) / 1e9,
                 "input_grad": want_dx,
-            })
+            }
+            if _torch() is not None and dtype == np.float32:
+                tf, tb = torch_conv(x, w, b, pad, want_dx, n, repeats)
+                row["torch_fwd_bwd_gflops"] = (2 * macs + bwd_flops) / (tf + tb) / 1e9
+            rows.append(row)
     return rows
 
 
@@ -81,12 +144,17 @@ def bench_pool(threads, repeats, dtype):
                     lambda: ops._pool_backward(dy, x, y, cache, kind, (2, 2), (2, 2), n),
                     repeats,
                 )
-                rows.append({
+                row = {
                     "op": f"pool2d {kind}", "shape": name, "threads": n,
                     "fwd_ms": t_fwd * 1e3, "bwd_ms": t_bwd * 1e3,
                     "fwd_gbs": nbytes / t_fwd / 1e9,
                     "bwd_gbs": nbytes / t_bwd / 1e9,
-                })
+                }
+                if _torch() is not None and dtype == np.float32:
+                    tf, tb = torch_pool(x, kind, n, repeats)
+                    row["torch_fwd_gbs"] = nbytes / tf / 1e9
+                    row["torch_bwd_gbs"] = nbytes / tb / 1e9
+                rows.append(row)
     return rows
 
 
@@ -99,33 +167,56 @@ def main(argv=None):
         os.path.dirname(os.path.abspath(__file__)), "results", "ops.json"))
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype).type
+    peaks = {n: sgemm_peak(n, args.repeats) for n in args.threads}
     with blas_single_threaded():
         conv = bench_conv(args.threads, args.repeats, dtype)
         pool = bench_pool(args.threads, args.repeats, dtype)
+    torch = _torch()
+    has_torch = torch is not None and dtype == np.float32
 
     info = machine()
     print(f"Machine: {info['cpu']}, {info['cores']} cores; dtype {args.dtype}; "
-          f"median of {args.repeats}\n")
+          f"median of {args.repeats}"
+          + (f"; PyTorch {torch.__version__}" if has_torch else "; no PyTorch") + "\n")
+    print("sgemm peak (numpy, 2048^3): " + ", ".join(
+        f"{peaks[n]:.0f} GFLOP/s on {n} thread{'s' if n > 1 else ''}" for n in args.threads))
+    print()
     one = {(r["op"], r["shape"]): r for r in conv + pool if r["threads"] == 1}
     rows = []
     for r in conv:
         base = one[(r["op"], r["shape"])]
-        rows.append([r["shape"], r["threads"], f"{r['fwd_gflops']:.1f}",
-                     f"{r['bwd_gflops']:.1f}", f"{r['fwd_bwd_gflops']:.1f}",
-                     f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x"])
-    print(markdown_table(["conv2d", "threads", "fwd GFLOP/s", "bwd GFLOP/s",
-                          "fwd+bwd GFLOP/s", "speed-up vs 1 thread"], rows))
+        r["sgemm_peak_gflops"] = peaks[r["threads"]]
+        row = [r["shape"], r["threads"], f"{r['fwd_gflops']:.1f}",
+               f"{r['bwd_gflops']:.1f}", f"{r['fwd_bwd_gflops']:.1f}",
+               f"{r['fwd_bwd_gflops'] / peaks[r['threads']]:.0%}"]
+        if has_torch:
+            row += [f"{r['torch_fwd_bwd_gflops']:.1f}",
+                    f"{r['fwd_bwd_gflops'] / r['torch_fwd_bwd_gflops']:.2f}x"]
+        row.append(f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x")
+        rows.append(row)
+    headers = ["conv2d", "threads", "fwd GFLOP/s", "bwd GFLOP/s", "fwd+bwd GFLOP/s",
+               "of sgemm peak"]
+    if has_torch:
+        headers += ["PyTorch fwd+bwd GFLOP/s", "vs PyTorch"]
+    print(markdown_table(headers + ["speed-up vs 1 thread"], rows))
     print()
     rows = []
     for r in pool:
         base = one[(r["op"], r["shape"])]
-        rows.append([r["op"], r["shape"], r["threads"], f"{r['fwd_gbs']:.1f}",
-                     f"{r['bwd_gbs']:.1f}",
-                     f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x"])
-    print(markdown_table(["pooling", "shape", "threads", "fwd GB/s", "bwd GB/s",
-                          "speed-up vs 1 thread"], rows))
+        row = [r["op"], r["shape"], r["threads"], f"{r['fwd_gbs']:.1f}",
+               f"{r['bwd_gbs']:.1f}"]
+        if has_torch:
+            row += [f"{r['torch_fwd_gbs']:.1f}", f"{r['torch_bwd_gbs']:.1f}"]
+        row.append(f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x")
+        rows.append(row)
+    headers = ["pooling", "shape", "threads", "fwd GB/s", "bwd GB/s"]
+    if has_torch:
+        headers += ["PyTorch fwd GB/s", "PyTorch bwd GB/s"]
+    print(markdown_table(headers + ["speed-up vs 1 thread"], rows))
     write_json(args.json, {"machine": info, "dtype": args.dtype,
-                           "repeats": args.repeats, "conv": conv, "pool": pool})
+                           "repeats": args.repeats, "sgemm_peak_gflops": peaks,
+                           "torch": torch.__version__ if has_torch else None,
+                           "conv": conv, "pool": pool})
     print(f"\nwrote {os.path.relpath(args.json)}")
 
 
