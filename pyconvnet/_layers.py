@@ -33,6 +33,24 @@ class Layer:
     def n_params(self):
         return int(sum(p.size for p in self.params))
 
+    def _buffer(self, key, shape, dtype, training):
+        """An array for an output or a gradient: reused across training
+        batches of the same shape (no allocation per batch once training
+        runs), but fresh for prediction, which may run in several Python
+        threads at once on one model."""
+        if not training:
+            return np.empty(shape, dtype)
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = buffers[key] = np.empty(shape, dtype)
+        return buf
+
+    def __getstate__(self):
+        # Buffers and what the last batch left behind are not part of the
+        # model: they would make pickles as large as a batch's activations.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     def describe(self):
         return self.kind
 
@@ -73,32 +91,30 @@ class Conv2D(Layer):
             text += f" pad {self.padding[0]}x{self.padding[1]}"
         return f"{text}, {self.activation}"
 
-    def _cols_buffer(self, x):
-        """The im2col buffer for a training batch, reused across batches of
-        the same size; None (unfold again in backward) past COLS_CACHE_BYTES."""
-        shape = ops._cols_shape(x.shape, self.weight.shape, self.stride,
-                                self.padding)
-        if shape[0] * shape[1] * x.itemsize > COLS_CACHE_BYTES:
-            return None
-        cols = getattr(self, "_cols", None)
-        if cols is None or cols.shape != shape or cols.dtype != x.dtype:
-            cols = self._cols = np.empty(shape, dtype=x.dtype)
-        return cols
-
     def forward(self, x, training):
-        cols = self._cols_buffer(x) if training else None
+        cols = None
+        if training:
+            # Keep the im2col unfolding for backward, up to COLS_CACHE_BYTES.
+            shape = ops._cols_shape(x.shape, self.weight.shape, self.stride,
+                                    self.padding)
+            if shape[0] * shape[1] * x.itemsize <= COLS_CACHE_BYTES:
+                cols = self._buffer("cols", shape, x.dtype, training)
+        out = self._buffer("y", (x.shape[0],) + self.out_shape, x.dtype, training)
         y = ops._conv_forward(x, self.weight, self.bias, self.stride,
                               self.padding, self.n_threads, self.activation,
-                              cols=cols)
+                              out=out, cols=cols)
         self._x, self._y, self._used_cols = x, y, cols
         return y
 
     def backward(self, dy):
+        dx = None
+        if self.input_grad:
+            dx = self._buffer("dx", self._x.shape, self._x.dtype, True)
         dx, dw, db = ops._conv_backward(np.ascontiguousarray(dy), self._x,
                                         self.weight, self.stride, self.padding,
                                         self.input_grad, self.n_threads,
                                         self.activation, self._y,
-                                        cols=self._used_cols)
+                                        cols=self._used_cols, dx=dx)
         self.grads = [dw, db]
         return dx
 
@@ -120,16 +136,22 @@ class Pool2D(Layer):
         return f"{self.pool_kind}-pool {self.size[0]}x{self.size[1]}"
 
     def forward(self, x, training):
+        shape = (x.shape[0],) + self.out_shape
+        out = self._buffer("y", shape, x.dtype, training)
+        argmax = None
+        if self.pool_kind == "max":
+            argmax = self._buffer("argmax", shape, np.intc, training)
         y, cache = ops._pool_forward(x, self.pool_kind, self.size, self.size,
-                                     self.n_threads)
+                                     self.n_threads, out=out, argmax=argmax)
         self._saved = (x, y, cache)
         return y
 
     def backward(self, dy):
         x, y, cache = self._saved
+        dx = self._buffer("dx", x.shape, x.dtype, True)
         return ops._pool_backward(np.ascontiguousarray(dy), x, y, cache,
                                   self.pool_kind, self.size, self.size,
-                                  self.n_threads)
+                                  self.n_threads, dx=dx)
 
 
 class Flatten(Layer):
@@ -165,7 +187,8 @@ class Dense(Layer):
 
     def forward(self, x, training):
         self._x = x
-        y = x @ self.weight
+        y = self._buffer("y", (x.shape[0], self.weight.shape[1]), x.dtype, training)
+        np.matmul(x, self.weight, out=y)
         y += self.bias
         return y
 

@@ -352,10 +352,14 @@ def _cols_shape(x_shape, w_shape, stride, padding):
 
 
 def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
-                   activation=None, y=None, cols=None):
+                   activation=None, y=None, cols=None, dx=None):
     """Gradients of :func:`_conv_forward`; ``y`` is its (activated) output,
-    needed when ``activation`` is not None; ``cols`` the buffer it filled."""
-    dx = np.empty_like(x) if input_grad else None
+    needed when ``activation`` is not None; ``cols`` the buffer it filled;
+    ``dx`` an optional output array for the input gradient."""
+    if input_grad and dx is None:
+        dx = np.empty_like(x)
+    elif not input_grad:
+        dx = None
     dweight = np.empty_like(weight)
     dbias = np.empty(weight.shape[0], dtype=x.dtype)
     if x.shape[0]:
@@ -368,12 +372,16 @@ def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
     return dx, dweight, dbias
 
 
-def _pool_forward(x, kind, size, stride, n_threads):
-    """Pool x; returns (y, cache), cache being what the backward pass needs."""
-    y = np.empty(_pool_output_shape(x.shape, size, stride), dtype=x.dtype)
+def _pool_forward(x, kind, size, stride, n_threads, out=None, argmax=None):
+    """Pool x; returns (y, cache), cache being what the backward pass needs
+    (the argmax indices for max pooling). ``out`` and ``argmax`` are optional
+    output arrays."""
+    y = out
+    if y is None:
+        y = np.empty(_pool_output_shape(x.shape, size, stride), dtype=x.dtype)
     cache = None
     if kind == "max":
-        cache = np.empty(y.shape, dtype=np.intc)
+        cache = np.empty(y.shape, dtype=np.intc) if argmax is None else argmax
     if x.shape[0] == 0:
         return y, cache
     if kind == "max":
@@ -388,8 +396,9 @@ def _pool_forward(x, kind, size, stride, n_threads):
     return y, cache
 
 
-def _pool_backward(dy, x, y, cache, kind, size, stride, n_threads):
-    dx = np.empty(x.shape, dtype=x.dtype)
+def _pool_backward(dy, x, y, cache, kind, size, stride, n_threads, dx=None):
+    if dx is None:
+        dx = np.empty(x.shape, dtype=x.dtype)
     if x.shape[0] == 0:
         return dx
     if kind == "max":
