@@ -27,6 +27,12 @@ def _load(name, data_home, test_size, random_state):
             X, y, test_size=test_size, stratify=y, random_state=random_state
         )
         return X_train, X_test, y_train, y_test, None
+    if name == "fashion-mnist":
+        from .datasets import load_fashion_mnist
+
+        # The official split: 60,000 training and 10,000 test images.
+        data = load_fashion_mnist(data_home=data_home)
+        return data.data, data.data_test, data.target, data.target_test, data.target_names
     raise ValueError(f"unknown dataset {name!r}")
 
 
@@ -36,8 +42,15 @@ def main(argv=None):
         description="Train a ConvNetClassifier and compare it with "
         "MLPClassifier on the same split.",
     )
-    parser.add_argument("--dataset", choices=["digits"], default="digits",
-                        help="data set (default: %(default)s, bundled with scikit-learn)")
+    parser.add_argument("--dataset", choices=["digits", "fashion-mnist"],
+                        default="digits",
+                        help="data set (default: %(default)s, bundled with "
+                        "scikit-learn; fashion-mnist needs Debian's "
+                        "dataset-fashion-mnist or --data-home)")
+    parser.add_argument("--data-home", default=None,
+                        help="folder with the Fashion-MNIST IDX files")
+    parser.add_argument("--augment", choices=["shift", "flip", "shift+flip"],
+                        default=None, help="augment training batches on the fly")
     parser.add_argument("--conv-layers", default="20:5,40:5",
                         help="conv layers as FILTERS:KERNEL[:STRIDE][,...] "
                         "(default: %(default)s, Nielsen's two conv-pool layers)")
@@ -68,9 +81,12 @@ def main(argv=None):
                         help="no per-epoch progress")
     args = parser.parse_args(argv)
 
-    X_train, X_test, y_train, y_test, _ = _load(
-        args.dataset, None, args.test_size, args.random_state
-    )
+    try:
+        X_train, X_test, y_train, y_test, _ = _load(
+            args.dataset, args.data_home, args.test_size, args.random_state
+        )
+    except FileNotFoundError as exc:
+        parser.exit(2, f"error: {exc}\n")
     n_threads = effective_n_threads(args.threads)
     print(f"pyconvnet {__version__} (OpenMP: {'on' if openmp_enabled() else 'off'}, "
           f"{n_threads} thread{'s' if n_threads != 1 else ''})")
@@ -91,6 +107,7 @@ def main(argv=None):
         pooling=None if args.pooling == "none" else args.pooling,
         activation=args.activation,
         dropout=args.dropout,
+        augment=args.augment,
         batch_size=args.batch_size,
         learning_rate_init=args.learning_rate,
         max_iter=args.epochs,

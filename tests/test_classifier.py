@@ -393,3 +393,49 @@ def test_progress_bar_for_long_epochs(digits, capsys):
                                  **{**SMALL, "max_iter": 1}), X[:1000], y[:1000])
     err = capsys.readouterr().err
     assert "img/s" in err and "/1000" in err
+
+
+@pytest.mark.parametrize("kind", ["shift", "flip", "shift+flip"])
+def test_augment_keeps_labels_shapes_and_is_reproducible(kind):
+    from pyconvnet._augment import augment_batch
+
+    rng = np.random.RandomState(0)
+    x = rng.rand(200, 2, 6, 5).astype(np.float32)
+    x.setflags(write=False)  # augmentation never writes into the data
+    a = augment_batch(x, kind, np.random.RandomState(3))
+    b = augment_batch(x, kind, np.random.RandomState(3))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    np.testing.assert_array_equal(a, b)
+    # every augmented image is the original, a one-pixel shift of it (zero
+    # fill) and/or its mirror image
+    candidates = []
+    for img in x:
+        views = [img]
+        if "shift" in kind:
+            up, down, left, right = (np.zeros_like(img) for _ in range(4))
+            up[:, :-1], down[:, 1:] = img[:, 1:], img[:, :-1]
+            left[:, :, :-1], right[:, :, 1:] = img[:, :, 1:], img[:, :, :-1]
+            views += [up, down, left, right]
+        if "flip" in kind:
+            views += [v[..., ::-1] for v in views]
+        candidates.append(views)
+    for out, views in zip(a, candidates):
+        assert any(np.array_equal(out, v) for v in views)
+    changed = np.mean([not np.array_equal(o, i) for o, i in zip(a, x)])
+    assert 0.3 < changed < 0.95
+
+
+def test_augment_in_fit_is_seeded_and_grid_searchable(digits):
+    X, y = digits
+    params = {**SMALL, "augment": "shift"}
+    one = _quiet_fit(ConvNetClassifier(**params), X[:300], y[:300])
+    two = _quiet_fit(ConvNetClassifier(**params), X[:300], y[:300])
+    plain = _quiet_fit(ConvNetClassifier(**SMALL), X[:300], y[:300])
+    np.testing.assert_array_equal(one.coefs_[0], two.coefs_[0])
+    assert not np.array_equal(one.coefs_[0], plain.coefs_[0])
+    search = GridSearchCV(ConvNetClassifier(**SMALL),
+                          {"augment": [None, "shift"]}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X[:300], y[:300])
+    assert set(search.cv_results_["param_augment"]) == {None, "shift"}

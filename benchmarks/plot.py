@@ -1,0 +1,99 @@
+"""Render the benchmarks' JSON results as PNG charts.
+
+    python benchmarks/plot.py [results/train.json] [results/ops.json] [results/accuracy.json]
+
+Each JSON file found is drawn next to it with the same name and a .png
+extension. Needs matplotlib (in the ``bench`` extra).
+"""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _bars(ax, labels, series, ylabel, title):
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(labels))]
+        ax.bar(xs, values, width, label=name)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+
+
+def plot_train(data, path):
+    rows = data["results"]
+    labels = [f"batch {r['batch_size']}, {r['threads']} thr" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    train = {"pyconvnet": [r["train_img_s"] for r in rows]}
+    pred = {"pyconvnet": [r["predict_img_s"] for r in rows]}
+    if data.get("torch"):
+        train["PyTorch " + data["torch"]] = [r["torch_train_img_s"] for r in rows]
+        pred["PyTorch " + data["torch"]] = [r["torch_predict_img_s"] for r in rows]
+    _bars(axes[0], labels, train, "images/s", "Training (Nielsen's network)")
+    _bars(axes[1], labels, pred, "images/s", "predict_proba, batches of 1,000")
+    fig.suptitle(f"{data['machine']['cpu']}, {data['machine']['cores']} cores; "
+                 f"{data['data']} 28x28", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_ops(data, path):
+    conv = data["conv"]
+    labels = [f"{r['shape'].split()[0]}, {r['threads']} thr" for r in conv]
+    series = {"pyconvnet": [r["fwd_bwd_gflops"] for r in conv]}
+    if data.get("torch"):
+        series["PyTorch " + data["torch"]] = [r["torch_fwd_bwd_gflops"] for r in conv]
+    series["sgemm peak"] = [r["sgemm_peak_gflops"] for r in conv]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    _bars(ax, labels, series, "GFLOP/s", "conv2d forward + backward")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_accuracy(data, path):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for dataset, rows in data["results"].items():
+        xs = [r["train_seconds"] for r in rows]
+        ys = [r["accuracy"] for r in rows]
+        ax.plot(xs, ys, "o-", label=dataset)
+        for r in rows:
+            ax.annotate(r["rung"], (r["train_seconds"], r["accuracy"]), fontsize=7,
+                        xytext=(3, -8), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("training time (s, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy against training time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+PLOTTERS = {"train.json": plot_train, "ops.json": plot_ops,
+            "accuracy.json": plot_accuracy}
+
+
+def main(argv=None):
+    paths = (argv if argv is not None else sys.argv[1:]) or [
+        os.path.join(HERE, "results", name) for name in PLOTTERS
+    ]
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            data = json.load(f)
+        out = os.path.splitext(path)[0] + ".png"
+        PLOTTERS[os.path.basename(path)](data, out)
+        print(f"wrote {os.path.relpath(out)}")
+
+
+if __name__ == "__main__":
+    main()
