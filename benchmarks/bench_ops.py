@@ -42,8 +42,9 @@ def sgemm_peak(n_threads, repeats):
     rng = np.random.default_rng(2)
     a = rng.standard_normal((2048, 2048)).astype(np.float32)
     b = rng.standard_normal((2048, 2048)).astype(np.float32)
+    # The best of several medians: a peak, on a machine other jobs share.
     with threadpool_limits(limits=n_threads, user_api="blas"):
-        t = median_time(lambda: a @ b, repeats)
+        t = min(median_time(lambda: a @ b, repeats) for _ in range(3))
     return 2 * 2048 ** 3 / t / 1e9
 
 
