@@ -1,8 +1,9 @@
 """pyconvnet: convolutional networks as a scikit-learn classifier."""
-from . import ops
-from ._classifier import ConvNetClassifier
-from ._threads import openmp_enabled
-
 __version__ = "0.1.0"
 
-__all__ = ["ConvNetClassifier", "ops", "openmp_enabled", "__version__"]
+from . import ops  # noqa: E402
+from ._classifier import ConvNetClassifier  # noqa: E402
+from ._persist import load, save  # noqa: E402
+from ._threads import openmp_enabled  # noqa: E402
+
+__all__ = ["ConvNetClassifier", "ops", "save", "load", "openmp_enabled", "__version__"]

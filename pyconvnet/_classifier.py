@@ -712,6 +712,26 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         X = self._validate_predict_X(X)
         return self.classes_[self._predict_idx(X)]
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        from . import __version__
+
+        state["_pyconvnet_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        from . import __version__
+
+        saved = state.pop("_pyconvnet_version", "unknown")
+        if saved != __version__:
+            warnings.warn(
+                f"Unpickling a ConvNetClassifier saved by pyconvnet {saved} with "
+                f"pyconvnet {__version__}: this might break or give wrong results. "
+                "pyconvnet.save/load checks a model file instead of trusting it.",
+                UserWarning,
+            )
+        super().__setstate__(state)
+
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")
 

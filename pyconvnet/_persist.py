@@ -80,7 +80,8 @@ def save(model, path):
                       for k, v in meta["fitted"].items()}
     arrays = {f"param_{i}": p for i, p in enumerate(model._network.params)}
     arrays["classes"] = classes
-    arrays[_META_KEY] = np.array(json.dumps(meta))
+    # UTF-8 JSON text as bytes: readable with any zip tool and numpy.
+    arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     np.savez(path, **arrays)
 
 
@@ -112,7 +113,12 @@ def load(path):
     if _META_KEY not in files:
         raise ValueError("not a pyconvnet model file: no metadata")
     try:
-        meta = json.loads(str(files.pop(_META_KEY)))
+        raw_meta = files.pop(_META_KEY)
+        if raw_meta.dtype != np.uint8 or raw_meta.ndim != 1:
+            raise ValueError("bad metadata")
+        meta = json.loads(raw_meta.tobytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("bad metadata")
         if meta.get("format") != FORMAT:
             raise ValueError("not a pyconvnet model file")
         if meta.get("format_version") != FORMAT_VERSION:
@@ -153,7 +159,7 @@ def load(path):
             raise ValueError("n_features_in_ does not match image_shape")
     except ValueError as exc:
         raise ValueError(f"invalid pyconvnet model file: {exc}") from None
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise ValueError(f"invalid pyconvnet model file: missing or bad {exc}") from None
 
     if meta["pyconvnet_version"] != __version__:

@@ -1,0 +1,91 @@
+"""pyconvnet under joblib's backends (loky, threads, Dask) and Python threads."""
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+
+from pyconvnet import ConvNetClassifier
+from pyconvnet._threads import effective_n_threads
+
+PARAMS = dict(conv_layers=((4, 3),), hidden_layer_sizes=(16,), max_iter=4,
+              learning_rate_init=0.01, random_state=0)
+GRID = {"pooling": ["max", "l2"], "learning_rate_init": [0.003, 0.01]}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X[:400] / 16).astype(np.float32), y[:400]
+
+
+def _search(X, y, **kwargs):
+    search = GridSearchCV(ConvNetClassifier(**PARAMS), GRID, cv=2, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    return search
+
+
+def _worker_threads():
+    from threadpoolctl import threadpool_info
+
+    from pyconvnet._threads import effective_n_threads as resolve
+
+    blas = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+    return resolve(None), blas
+
+
+def test_loky_workers_share_the_cores():
+    # joblib's loky backend limits each of k workers to cores // k OpenMP
+    # threads; n_threads=None follows that limit, so a search never puts more
+    # threads than cores on the machine.
+    n_cpus = joblib.cpu_count()
+    results = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_worker_threads)() for _ in range(2)
+    )
+    for omp_threads, _ in results:
+        assert omp_threads * 2 <= max(n_cpus, 2)
+
+
+def test_grid_search_with_processes_equals_sequential(digits):
+    X, y = digits
+    seq = _search(X, y, n_jobs=1)
+    par = _search(X, y, n_jobs=2)
+    np.testing.assert_array_equal(par.cv_results_["mean_test_score"],
+                                  seq.cv_results_["mean_test_score"])
+
+
+def test_predict_proba_from_four_threads(digits):
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = ConvNetClassifier(**PARAMS).fit(X, y)
+    expected = model.predict_proba(X)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outputs = list(pool.map(lambda _: model.predict_proba(X), range(8)))
+    for out in outputs:
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_grid_search_on_a_dask_cluster_equals_sequential(digits):
+    pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    X, y = digits
+    seq = _search(X, y, n_jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        # Dask's nanny gives each worker OMP_NUM_THREADS=1: n_threads=None
+        # follows it, n_threads=2 is used as given.
+        workers = client.run(lambda: (effective_n_threads(None), effective_n_threads(2)))
+        assert all(v == (1, 2) for v in workers.values())
+        with joblib.parallel_backend("dask"):
+            on_dask = _search(X, y, n_jobs=-1)
+    for key in ("mean_test_score", "split0_test_score", "split1_test_score"):
+        np.testing.assert_array_equal(on_dask.cv_results_[key], seq.cv_results_[key])
+    assert on_dask.best_params_ == seq.best_params_
