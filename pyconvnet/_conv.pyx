@@ -68,6 +68,38 @@ ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
                "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH}
 
 
+cdef struct Geometry:
+    # One convolution's sizes: input (C, H, W), F filters of (C, KH, KW),
+    # strides, paddings, output (OH, OW); K = C*KH*KW rows and P = OH*OW
+    # columns of the im2col matrix. ``direct``: a 1x1 kernel at stride 1
+    # without padding, whose input already is its im2col matrix.
+    int N, C, H, W, F, KH, KW, sh, sw, ph, pw, OH, OW, K, P
+    bint direct
+
+
+cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
+                               const Py_ssize_t* w_shape, int OH, int OW,
+                               int sh, int sw, int ph, int pw) noexcept nogil:
+    cdef Geometry g
+    g.N = x_shape[0]
+    g.C = x_shape[1]
+    g.H = x_shape[2]
+    g.W = x_shape[3]
+    g.F = w_shape[0]
+    g.KH = w_shape[2]
+    g.KW = w_shape[3]
+    g.sh = sh
+    g.sw = sw
+    g.ph = ph
+    g.pw = pw
+    g.OH = OH
+    g.OW = OW
+    g.K = g.C * g.KH * g.KW
+    g.P = OH * OW
+    g.direct = g.KH == 1 and g.KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    return g
+
+
 cdef inline void _valid_range(int j, int pw, int sw, int W, int OW,
                               int* lo, int* hi) noexcept nogil:
     """Output columns ow whose input column ow*sw - pw + j lies in [0, W)."""
@@ -79,15 +111,15 @@ cdef inline void _valid_range(int j, int pw, int sw, int W, int OW,
 
 
 cdef void _im2col(const floating* x, floating* cols,
-                  int C, int H, int W, int KH, int KW,
-                  int sh, int sw, int ph, int pw,
-                  int OH, int OW) noexcept nogil:
+                  const Geometry* g) noexcept nogil:
     """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW).
 
     The columns that read padding are worked out once per kernel column j, so
     the inner loop is a branch-free copy that the compiler vectorises.
     """
     cdef int c, i, j, oh, ow, ih, lo, hi, off
+    cdef int C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW
+    cdef int sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, OH = g.OH, OW = g.OW
     cdef const floating* xrow
     cdef floating* out = cols
     for c in range(C):
@@ -118,15 +150,15 @@ cdef void _im2col(const floating* x, floating* cols,
 
 
 cdef void _col2im(const floating* cols, floating* dx,
-                  int C, int H, int W, int KH, int KW,
-                  int sh, int sw, int ph, int pw,
-                  int OH, int OW) noexcept nogil:
+                  const Geometry* g) noexcept nogil:
     """Fold cols (C*KH*KW, OH*OW) back onto dx (C, H, W), adding overlaps.
 
     dx must be zeroed by the caller. The inverse of the gathering in _im2col:
     every entry goes back to the pixel it was read from; padding is dropped.
     """
     cdef int c, i, j, oh, ow, ih, lo, hi, off
+    cdef int C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW
+    cdef int sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, OH = g.OH, OW = g.OW
     cdef floating* dxrow
     cdef const floating* src = cols
     for c in range(C):
@@ -226,13 +258,12 @@ def conv2d_forward(
     int n_threads,
 ):
     cdef:
-        int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-        int F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
-        int OH = out.shape[2], OW = out.shape[3]
-        int K = C * KH * KW, P = OH * OW
+        Geometry g = _geometry(x.shape, weight.shape,
+                               out.shape[2], out.shape[3], stride_h, stride_w,
+                               pad_h, pad_w)
+        int N = g.N, F = g.F, K = g.K, P = g.P
+        bint direct = g.direct
         bint has_bias = bias is not None
-        bint direct = (KH == 1 and KW == 1 and stride_h == 1 and stride_w == 1
-                       and pad_h == 0 and pad_w == 0)
         const floating* w = &weight[0, 0, 0, 0]
         const floating* b = &bias[0] if has_bias else NULL
         bint cache = cols_cache is not None and not direct
@@ -240,7 +271,7 @@ def conv2d_forward(
         floating* buf
         const floating* xn
         floating* yn
-        int n, f, p
+        int n
     with nogil, parallel(num_threads=n_threads):
         buf = NULL
         if not direct and not cache:
@@ -250,8 +281,7 @@ def conv2d_forward(
             yn = &out[n, 0, 0, 0]
             if not direct:
                 cols = &cols_cache[n, 0] if cache else buf
-                _im2col(xn, cols, C, H, W, KH, KW, stride_h, stride_w,
-                        pad_h, pad_w, OH, OW)
+                _im2col(xn, cols, &g)
                 xn = cols
             gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
                  <floating> 0, yn, P)
@@ -276,13 +306,12 @@ def conv2d_backward(
     int n_threads,
 ):
     cdef:
-        int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-        int F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
-        int OH = dy.shape[2], OW = dy.shape[3]
-        int K = C * KH * KW, P = OH * OW
+        Geometry g = _geometry(x.shape, weight.shape,
+                               dy.shape[2], dy.shape[3], stride_h, stride_w,
+                               pad_h, pad_w)
+        int N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P
+        bint direct = g.direct
         bint want_dx = dx is not None
-        bint direct = (KH == 1 and KW == 1 and stride_h == 1 and stride_w == 1
-                       and pad_h == 0 and pad_w == 0)
         int chunk = (N + MAX_GRAD_CHUNKS - 1) // MAX_GRAD_CHUNKS
         int n_chunks = (N + chunk - 1) // chunk
         const floating* w = &weight[0, 0, 0, 0]
@@ -325,8 +354,7 @@ def conv2d_backward(
                 if cache:
                     xn = &cols_cache[n, 0]
                 elif not direct:
-                    _im2col(xn, buf, C, H, W, KH, KW, stride_h, stride_w,
-                            pad_h, pad_w, OH, OW)
+                    _im2col(xn, buf, &g)
                     xn = buf
                 first = n == ci * chunk
                 gemm(False, True, F, K, P, <floating> 1, dyn, P, xn, P,
@@ -343,8 +371,7 @@ def conv2d_backward(
                              <floating> 0, dcols, P)
                         memset(&dx[n, 0, 0, 0], 0,
                                <size_t> C * H * W * sizeof(floating))
-                        _col2im(dcols, &dx[n, 0, 0, 0], C, H, W, KH, KW,
-                                stride_h, stride_w, pad_h, pad_w, OH, OW)
+                        _col2im(dcols, &dx[n, 0, 0, 0], &g)
         free(buf)
         free(dcols)
         free(dz)

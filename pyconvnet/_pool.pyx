@@ -124,18 +124,22 @@ def max_pool_backward(
             dp[ap[p]] += gp[p]
 
 
-def l2_pool_forward(
+def sum_pool_forward(
     const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     floating[:, :, :, ::1] out,       # OUT (N, C, OH, OW)
     int KH, int KW, int SH, int SW,
+    bint l2,
     int n_threads,
 ):
+    """L2 pooling (``l2``: the square root of the window's sum of squares) or
+    average pooling (the window's sum over its size); sums in double."""
     cdef:
         int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
         int OH = out.shape[2], OW = out.shape[3]
         Py_ssize_t plane
         int oh, ow, i, j
         double acc, v
+        double inv = 1.0 / (KH * KW)
         const floating* xp
         const floating* row
         floating* yp
@@ -148,10 +152,14 @@ def l2_pool_forward(
                 acc = 0
                 for i in range(KH):
                     row = xp + (oh * SH + i) * W + ow * SW
-                    for j in range(KW):
-                        v = row[j]
-                        acc = acc + v * v
-                yp[oh * OW + ow] = <floating> sqrt(acc)
+                    if l2:
+                        for j in range(KW):
+                            v = row[j]
+                            acc = acc + v * v
+                    else:
+                        for j in range(KW):
+                            acc = acc + row[j]
+                yp[oh * OW + ow] = <floating> (sqrt(acc) if l2 else acc * inv)
 
 
 def l2_pool_backward(
@@ -189,36 +197,6 @@ def l2_pool_backward(
                     off = (oh * SH + i) * W + ow * SW
                     for j in range(KW):
                         dp[off + j] += scale * xp[off + j]
-
-
-def avg_pool_forward(
-    const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
-    floating[:, :, :, ::1] out,       # OUT (N, C, OH, OW)
-    int KH, int KW, int SH, int SW,
-    int n_threads,
-):
-    cdef:
-        int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-        int OH = out.shape[2], OW = out.shape[3]
-        Py_ssize_t plane
-        int oh, ow, i, j
-        double acc
-        double inv = 1.0 / (KH * KW)
-        const floating* xp
-        const floating* row
-        floating* yp
-    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='static',
-                        num_threads=n_threads):
-        xp = &x[0, 0, 0, 0] + plane * H * W
-        yp = &out[0, 0, 0, 0] + plane * OH * OW
-        for oh in range(OH):
-            for ow in range(OW):
-                acc = 0
-                for i in range(KH):
-                    row = xp + (oh * SH + i) * W + ow * SW
-                    for j in range(KW):
-                        acc = acc + row[j]
-                yp[oh * OW + ow] = <floating> (acc * inv)
 
 
 def avg_pool_backward(

@@ -387,12 +387,9 @@ def _pool_forward(x, kind, size, stride, n_threads, out=None, argmax=None):
     if kind == "max":
         _pool.max_pool_forward(x, y, cache, size[0], size[1], stride[0],
                                stride[1], n_threads)
-    elif kind == "l2":
-        _pool.l2_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
-                              n_threads)
     else:
-        _pool.avg_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
-                               n_threads)
+        _pool.sum_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
+                               kind == "l2", n_threads)
     return y, cache
 
 
