@@ -1,9 +1,9 @@
 """Render the benchmarks' JSON results as PNG charts.
 
-    python benchmarks/plot.py [results/train.json] [results/ops.json] [results/accuracy.json]
+    python benchmarks/plot.py [benchmarks/results/*.json]
 
-Each JSON file found is drawn next to it with the same name and a .png
-extension. Needs matplotlib (in the ``bench`` extra).
+Each JSON file (by default every one in benchmarks/results) is drawn next to
+it with the same name and a .png extension. Needs matplotlib (in the ``bench`` extra).
 """
 import json
 import os
@@ -62,6 +62,10 @@ def plot_ops(data, path):
 def plot_accuracy(data, path):
     fig, ax = plt.subplots(figsize=(8, 5))
     for dataset, rows in data["results"].items():
+        rows = rows + [dict(b, rung="best single") for d, b in data.get("best", {}).items()
+                       if d == dataset]
+        if not rows:
+            continue
         xs = [r["train_seconds"] for r in rows]
         ys = [r["accuracy"] for r in rows]
         ax.plot(xs, ys, "o-", label=dataset)
@@ -77,21 +81,26 @@ def plot_accuracy(data, path):
     fig.savefig(path, dpi=110)
 
 
-PLOTTERS = {"train.json": plot_train, "ops.json": plot_ops,
-            "accuracy.json": plot_accuracy}
+def _plotter(path):
+    name = os.path.basename(path)
+    if name.startswith("accuracy"):
+        return plot_accuracy
+    return {"train.json": plot_train, "ops.json": plot_ops}.get(name)
 
 
 def main(argv=None):
-    paths = (argv if argv is not None else sys.argv[1:]) or [
-        os.path.join(HERE, "results", name) for name in PLOTTERS
-    ]
+    import glob
+
+    paths = (argv if argv is not None else sys.argv[1:]) or sorted(
+        glob.glob(os.path.join(HERE, "results", "*.json")))
     for path in paths:
-        if not os.path.exists(path):
+        plot = _plotter(path)
+        if plot is None or not os.path.exists(path):
             continue
         with open(path) as f:
             data = json.load(f)
         out = os.path.splitext(path)[0] + ".png"
-        PLOTTERS[os.path.basename(path)](data, out)
+        plot(data, out)
         print(f"wrote {os.path.relpath(out)}")
 
 

@@ -94,10 +94,6 @@ class Network:
     def grads(self):
         return [g for layer in self.layers for g in layer.grads]
 
-    def penalized(self):
-        """Which params the L2 penalty applies to: weights, not biases."""
-        return [i % 2 == 0 for layer in self.layers for i in range(len(layer.params))]
-
     def set_threads(self, n_threads):
         for layer in self.layers:
             layer.n_threads = n_threads
