@@ -76,11 +76,8 @@ class Conv2D(Layer):
         ).astype(dtype)
         self.bias = np.zeros(n_filters, dtype=dtype)
         self.params = [self.weight, self.bias]
-        self.out_shape = (
-            n_filters,
-            (h + 2 * padding[0] - kernel_size[0]) // stride[0] + 1,
-            (w + 2 * padding[1] - kernel_size[1]) // stride[1] + 1,
-        )
+        self.out_shape = ops._conv_output_shape((1, c, h, w), self.weight.shape,
+                                                stride, padding)[1:]
 
     def describe(self):
         f, c, kh, kw = self.weight.shape
@@ -129,8 +126,8 @@ class Pool2D(Layer):
         super().__init__()
         self.pool_kind = kind
         self.size = size
-        c, h, w = in_shape
-        self.out_shape = (c, h // size[0], w // size[1])
+        self.out_shape = ops._pool_output_shape((1,) + tuple(in_shape), size,
+                                                size)[1:]
 
     def describe(self):
         return f"{self.pool_kind}-pool {self.size[0]}x{self.size[1]}"
