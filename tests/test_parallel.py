@@ -86,6 +86,31 @@ def test_grid_search_on_a_dask_cluster_equals_sequential(digits):
         assert all(v == (1, 2) for v in workers.values())
         with joblib.parallel_backend("dask"):
             on_dask = _search(X, y, n_jobs=-1)
+            cv_dask = _cross_validate(X, y, n_jobs=-1)
+            vote_dask = _voting(X, y, n_jobs=-1)
     for key in ("mean_test_score", "split0_test_score", "split1_test_score"):
         np.testing.assert_array_equal(on_dask.cv_results_[key], seq.cv_results_[key])
     assert on_dask.best_params_ == seq.best_params_
+    np.testing.assert_array_equal(cv_dask, _cross_validate(X, y, n_jobs=1))
+    np.testing.assert_array_equal(vote_dask, _voting(X, y, n_jobs=1))
+
+
+def _cross_validate(X, y, n_jobs):
+    from sklearn.model_selection import cross_validate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return cross_validate(ConvNetClassifier(**PARAMS), X, y, cv=3,
+                              n_jobs=n_jobs)["test_score"]
+
+
+def _voting(X, y, n_jobs):
+    from sklearn.ensemble import VotingClassifier
+
+    vote = VotingClassifier(
+        [(f"net{s}", ConvNetClassifier(**{**PARAMS, "random_state": s}))
+         for s in range(3)], voting="soft", n_jobs=n_jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vote.fit(X, y)
+    return vote.predict_proba(X)
