@@ -521,19 +521,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         rng = self._random_state
         early_stopping = self.early_stopping and not incremental
         if early_stopping:
-            # Stratified when every class has at least 2 members.
-            counts = np.bincount(y)
-            stratify = y if counts[counts > 0].min() >= 2 else None
-            try:
-                X, X_val, y, y_val, sample_weight, _ = train_test_split(
-                    X, y, sample_weight, random_state=rng,
-                    test_size=self.validation_fraction, stratify=stratify,
-                )
-            except ValueError:
-                X, X_val, y, y_val, sample_weight, _ = train_test_split(
-                    X, y, sample_weight, random_state=rng,
-                    test_size=self.validation_fraction, stratify=None,
-                )
+            X, X_val, y, y_val, sample_weight = _validation_split(
+                X, y, sample_weight, self.validation_fraction, rng)
             self._best_params = [p.copy() for p in self._network.params]
         n_samples = X.shape[0]
         if self.batch_size == "auto":
@@ -570,31 +559,19 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                         batch = augment_batch(batch, self.augment, rng)
                     loss = network.train_step_grads(batch, y[idx], sw, self.alpha)
                     if not np.isfinite(loss):
-                        for p, s in zip(params, snapshot):
-                            p[...] = s
-                        raise ValueError(
-                            f"The training loss became {loss} in epoch "
-                            f"{self.n_iter_ + 1}: training diverged. The weights "
-                            "of the last finite epoch were kept. Try a smaller "
-                            "learning_rate_init."
-                        )
+                        _copy_into(params, snapshot)
+                        raise _diverged(f"the training loss became {loss}",
+                                        self.n_iter_ + 1)
                     self._optimizer.update(params, network.grads)
                     epoch_loss += loss * float(sw.sum())
                     if bar is not None:
                         bar.update(len(idx))
                 if bar is not None:
                     bar.close()
-                if not all(np.isfinite(p).all() for p in params):
-                    for p, s in zip(params, snapshot):
-                        p[...] = s
-                    raise ValueError(
-                        "The weights became non-finite in epoch "
-                        f"{self.n_iter_ + 1}: training diverged. The weights of "
-                        "the last finite epoch were kept. Try a smaller "
-                        "learning_rate_init."
-                    )
-                for p, s in zip(params, snapshot):
-                    s[...] = p
+                if not _all_finite(params):
+                    _copy_into(params, snapshot)
+                    raise _diverged("the weights became non-finite", self.n_iter_ + 1)
+                _copy_into(snapshot, params)
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_ = epoch_loss / total_weight
@@ -639,17 +616,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         except KeyboardInterrupt:
             # A half-applied update is still a valid (finite) model; restore
             # the last finished epoch only if something went wrong.
-            if not all(np.isfinite(p).all() for p in params):
-                for p, s in zip(params, snapshot):
-                    p[...] = s
+            if not _all_finite(params):
+                _copy_into(params, snapshot)
             warnings.warn(
                 f"Training interrupted by the user after {self.n_iter_} "
                 "epochs; the model keeps the weights it had reached.",
                 UserWarning,
             )
         if early_stopping:
-            for p, best in zip(params, self._best_params):
-                p[...] = best
+            _copy_into(params, self._best_params)
             del self._best_params
 
     def _update_no_improvement_count(self, early_stopping):
@@ -661,8 +636,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                for p, best in zip(self._network.params, self._best_params):
-                    best[...] = p
+                _copy_into(self._best_params, self._network.params)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
@@ -739,6 +713,38 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _copy_into(targets, sources):
+    """Copy arrays into arrays of the same shapes, in place."""
+    for target, source in zip(targets, sources):
+        target[...] = source
+
+
+def _all_finite(arrays):
+    return all(np.isfinite(a).all() for a in arrays)
+
+
+def _diverged(what, epoch):
+    return ValueError(
+        f"Training diverged in epoch {epoch}: {what}. The weights of the last "
+        "finite epoch were kept. Try a smaller learning_rate_init."
+    )
+
+
+def _validation_split(X, y, sample_weight, fraction, rng):
+    """Hold out ``fraction`` of the data: stratified when every class has two
+    members and the split can hold each class, plain otherwise."""
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    try:
+        parts = train_test_split(X, y, sample_weight, random_state=rng,
+                                 test_size=fraction, stratify=stratify)
+    except ValueError:
+        parts = train_test_split(X, y, sample_weight, random_state=rng,
+                                 test_size=fraction)
+    X, X_val, y, y_val, sample_weight, _ = parts
+    return X, X_val, y, y_val, sample_weight
 
 
 def _progress_factory(verbose, n_samples, batch_size):
