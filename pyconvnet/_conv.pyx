@@ -29,8 +29,22 @@ gradient, whose writes are disjoint. The weight and bias gradients are sums
 over samples; they are accumulated per *fixed chunk* of samples into the
 chunk's own buffer and the chunk buffers are then added in chunk order. The
 chunking depends only on the batch size, never on the thread count, so the
-result is bit-identical for any ``n_threads``. Each thread owns its im2col
-workspace, allocated once per call inside the parallel block.
+result is bit-identical for any ``n_threads``.
+
+Scratch memory (the im2col workspace, the activation gradient) is one NumPy
+array of shape (n_used_threads, size), allocated with the GIL held before the
+parallel block and indexed by the thread id: a failed allocation is a
+``MemoryError`` in Python, never a write through NULL. At most as many threads
+start as there are work items. Work items are handed out dynamically: when
+another process holds one core, the thread that still runs takes the items
+the descheduled one would have waited for at a static barrier. Which thread
+computes an item never changes what it computes, so results stay identical.
+
+The elementwise passes (bias and activation forward; activation gradient and
+the bias sums backward) are plain C loops over ``restrict`` pointers, which
+the compiler vectorises. Written as Cython loops inside the OpenMP region they
+compiled to scalar code with a branch per element that reloaded its pointers
+from the stack on every iteration: 80% of the first layer's backward pass.
 
 The matrix products go through scipy's BLAS (``_blas.gemm``), called from the
 OpenMP threads without the GIL; the Python side keeps BLAS single-threaded
@@ -39,9 +53,7 @@ while these kernels run (see ``pyconvnet._threads``).
 Nothing here validates: ``pyconvnet.ops`` checks every shape first.
 """
 from cython cimport floating
-from cython.parallel cimport prange, parallel
-from libc.math cimport exp, tanh
-from libc.stdlib cimport malloc, free
+from cython.parallel cimport prange, parallel, threadid
 from libc.string cimport memset
 
 import numpy as np
@@ -49,8 +61,9 @@ import numpy as np
 from pyconvnet._blas cimport gemm
 
 # At most this many chunks of samples share the weight-gradient reduction:
-# enough for both cores to stay busy on a batch of 10, few enough that adding
-# the chunk buffers costs well under 1% of the GEMMs.
+# enough for both cores to stay busy on a batch of 10 (and for dynamic
+# scheduling to balance a loaded machine), few enough that adding the chunk
+# buffers costs well under 1% of the GEMMs.
 cdef enum:
     MAX_GRAD_CHUNKS = 16
 
@@ -65,7 +78,100 @@ cdef enum:
     ACT_TANH = 3
 
 ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
-               "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH}
+               "sigmoid": ACT_SIGMOID, "logistic": ACT_SIGMOID,
+               "tanh": ACT_TANH}
+
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stddef.h>
+    #if defined(_MSC_VER)
+    #define PCN_RESTRICT __restrict
+    #else
+    #define PCN_RESTRICT __restrict__
+    #endif
+
+    /* y (n,) = act(y + b), in place. One loop per activation so that each is
+       branch-free. ReLU written as a select keeps NaN (as PyTorch does). */
+    #define PCN_BIAS_ACT(NAME, T, EXP, TANH)                                  \\
+    static void NAME(T* PCN_RESTRICT y, T b, ptrdiff_t n, int act) {        \\
+        ptrdiff_t k;                                                          \\
+        if (act == 1) {                                                       \\
+            for (k = 0; k < n; k++) { T v = y[k] + b; y[k] = v < 0 ? 0 : v; } \\
+        } else if (act == 2) {                                                \\
+            for (k = 0; k < n; k++) y[k] = 1 / (1 + EXP(-(y[k] + b)));       \\
+        } else if (act == 3) {                                                \\
+            for (k = 0; k < n; k++) y[k] = TANH(y[k] + b);                    \\
+        } else {                                                              \\
+            for (k = 0; k < n; k++) y[k] = y[k] + b;                          \\
+        }                                                                     \\
+    }
+    PCN_BIAS_ACT(pcn_bias_act_f, float, expf, tanhf)
+    PCN_BIAS_ACT(pcn_bias_act_d, double, exp, tanh)
+
+    /* Sum of n values in double, in a fixed order: eight independent partial
+       sums (one vector register of doubles) added pairwise at the end. */
+    #define PCN_SUM8(NAME, T)                                                 \\
+    static double NAME(const T* PCN_RESTRICT a, ptrdiff_t n) {              \\
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                               \\
+        ptrdiff_t k = 0; int j;                                               \\
+        for (; k + 8 <= n; k += 8)                                            \\
+            for (j = 0; j < 8; j++) s[j] += (double) a[k + j];               \\
+        for (j = 0; k < n; k++, j++) s[j] += (double) a[k];                   \\
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); \\
+    }
+    PCN_SUM8(pcn_sum_f, float)
+    PCN_SUM8(pcn_sum_d, double)
+
+    /* dz = dy * act'(z), written in terms of the activated output y. */
+    #define PCN_ACT_GRAD(NAME, T)                                             \\
+    static void NAME(const T* PCN_RESTRICT dy, const T* PCN_RESTRICT y,     \\
+                     T* PCN_RESTRICT dz, ptrdiff_t n, int act) {             \\
+        ptrdiff_t k;                                                          \\
+        if (act == 1) {                                                       \\
+            /* Both loads unconditional, so the select vectorises. */        \\
+            for (k = 0; k < n; k++) { T d = dy[k]; dz[k] = y[k] > 0 ? d : 0; } \\
+        } else if (act == 2) {                                                \\
+            for (k = 0; k < n; k++) dz[k] = dy[k] * y[k] * (1 - y[k]);       \\
+        } else {                                                              \\
+            for (k = 0; k < n; k++) dz[k] = dy[k] * (1 - y[k] * y[k]);       \\
+        }                                                                     \\
+    }
+    PCN_ACT_GRAD(pcn_act_grad_f, float)
+    PCN_ACT_GRAD(pcn_act_grad_d, double)
+    """
+    void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) noexcept nogil
+    void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) noexcept nogil
+    double pcn_sum_f(const float* a, ptrdiff_t n) noexcept nogil
+    double pcn_sum_d(const double* a, ptrdiff_t n) noexcept nogil
+    void pcn_act_grad_f(const float* dy, const float* y, float* dz,
+                        ptrdiff_t n, int act) noexcept nogil
+    void pcn_act_grad_d(const double* dy, const double* y, double* dz,
+                        ptrdiff_t n, int act) noexcept nogil
+
+
+cdef inline void _bias_act(floating* y, floating b, Py_ssize_t n,
+                           int act) noexcept nogil:
+    if floating is float:
+        pcn_bias_act_f(y, b, n, act)
+    else:
+        pcn_bias_act_d(y, b, n, act)
+
+
+cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return pcn_sum_f(a, n)
+    else:
+        return pcn_sum_d(a, n)
+
+
+cdef inline void _act_grad(const floating* dy, const floating* y, floating* dz,
+                           Py_ssize_t n, int act) noexcept nogil:
+    if floating is float:
+        pcn_act_grad_f(dy, y, dz, n, act)
+    else:
+        pcn_act_grad_d(dy, y, dz, n, act)
 
 
 cdef struct Geometry:
@@ -73,6 +179,8 @@ cdef struct Geometry:
     # strides, paddings, output (OH, OW); K = C*KH*KW rows and P = OH*OW
     # columns of the im2col matrix. ``direct``: a 1x1 kernel at stride 1
     # without padding, whose input already is its im2col matrix.
+    # ``pyconvnet.ops`` guarantees that C*H*W, F*P, K*P and every
+    # index*stride + padding fit an int.
     int N, C, H, W, F, KH, KW, sh, sw, ph, pw, OH, OW, K, P
     bint direct
 
@@ -102,12 +210,22 @@ cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
 
 cdef inline void _valid_range(int j, int pw, int sw, int W, int OW,
                               int* lo, int* hi) noexcept nogil:
-    """Output columns ow whose input column ow*sw - pw + j lies in [0, W)."""
-    cdef int first = pw - j, last = W - 1 + pw - j
-    lo[0] = 0 if first <= 0 else (first + sw - 1) // sw
-    hi[0] = 0 if last < 0 else min(OW, last // sw + 1)
-    if hi[0] < lo[0]:
-        hi[0] = lo[0]
+    """Output columns ow whose input column ow*sw - pw + j lies in [0, W).
+
+    Computed in 64 bits: with a stride or padding near the int limit the
+    intermediate sums would overflow an int.
+    """
+    cdef long long first = <long long> pw - j
+    cdef long long last = <long long> W - 1 + pw - j
+    cdef long long l, h
+    l = 0 if first <= 0 else (first + sw - 1) // sw
+    h = 0 if last < 0 else min(<long long> OW, last // sw + 1)
+    if l > OW:
+        l = OW
+    if h < l:
+        h = l
+    lo[0] = <int> l
+    hi[0] = <int> h
 
 
 cdef void _im2col(const floating* x, floating* cols,
@@ -179,71 +297,14 @@ cdef void _col2im(const floating* cols, floating* dx,
                     src += OW
 
 
-cdef inline double _row_sum(const floating* a, int n) noexcept nogil:
-    """Sum of n values in double, in a fixed order.
+def _scratch(n_threads, n_items, size, dtype):
+    """Per-thread scratch: (threads used, size), allocated with the GIL held.
 
-    Four independent partial sums: a single running sum is a chain of
-    dependent additions the CPU cannot overlap, and it made the bias gradient
-    of the first layer (11,520 values a sample) a third of that layer's
-    backward time.
+    Returns the array and the number of threads to start: never more threads
+    than work items.
     """
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    cdef int k = 0
-    while k + 4 <= n:
-        s0 += a[k]
-        s1 += a[k + 1]
-        s2 += a[k + 2]
-        s3 += a[k + 3]
-        k += 4
-    while k < n:
-        s0 += a[k]
-        k += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-cdef inline void _bias_activation(floating* y, const floating* b, int F, int P,
-                                  int act) noexcept nogil:
-    """y (F, P) += b[f], then the activation, in place while y is in cache.
-
-    One loop per activation, so that each inner loop is branch-free and the
-    compiler vectorises it.
-    """
-    cdef int f, p
-    cdef floating v, bf
-    cdef floating* row
-    for f in range(F):
-        bf = b[f] if b != NULL else 0
-        row = y + f * P
-        if act == ACT_RELU:
-            for p in range(P):
-                v = row[p] + bf
-                row[p] = v if v > 0 else 0
-        elif act == ACT_SIGMOID:
-            for p in range(P):
-                row[p] = 1 / (1 + exp(-(row[p] + bf)))
-        elif act == ACT_TANH:
-            for p in range(P):
-                row[p] = tanh(row[p] + bf)
-        else:
-            for p in range(P):
-                row[p] = row[p] + bf
-
-
-cdef inline void _activation_grad(const floating* dy, const floating* y,
-                                  floating* dz, int n, int act) noexcept nogil:
-    """dz = dy * act'(z), written in terms of the activated output y."""
-    cdef int k
-    if act == ACT_RELU:
-        # A multiply by the 0/1 mask, not a branch: which units are active is
-        # unpredictable, and mispredicted branches dominated this loop.
-        for k in range(n):
-            dz[k] = dy[k] * <floating> (y[k] > 0)
-    elif act == ACT_SIGMOID:
-        for k in range(n):
-            dz[k] = dy[k] * y[k] * (1 - y[k])
-    else:
-        for k in range(n):
-            dz[k] = dy[k] * (1 - y[k] * y[k])
+    n_used = max(1, min(n_threads, n_items))
+    return np.empty((n_used, max(size, 1)), dtype=dtype), n_used
 
 
 def conv2d_forward(
@@ -257,37 +318,47 @@ def conv2d_forward(
     int activation,
     int n_threads,
 ):
+    """Convolution, bias and activation of a batch, in one pass per sample.
+
+    ``out[n] = act(W @ im2col(x[n]) + b)``; with ``cols_cache`` each sample's
+    im2col matrix is kept there for :func:`conv2d_backward`. Shapes are
+    trusted: call through ``pyconvnet.ops``.
+    """
+    if x.shape[0] == 0:
+        return
     cdef:
         Geometry g = _geometry(x.shape, weight.shape,
                                out.shape[2], out.shape[3], stride_h, stride_w,
                                pad_h, pad_w)
-        int N = g.N, F = g.F, K = g.K, P = g.P
+        Py_ssize_t N = g.N, F = g.F, K = g.K, P = g.P
         bint direct = g.direct
         bint has_bias = bias is not None
         const floating* w = &weight[0, 0, 0, 0]
-        const floating* b = &bias[0] if has_bias else NULL
         bint cache = cols_cache is not None and not direct
+        floating[:, ::1] scratch
         floating* cols
-        floating* buf
         const floating* xn
         floating* yn
-        int n
-    with nogil, parallel(num_threads=n_threads):
-        buf = NULL
-        if not direct and not cache:
-            buf = <floating*> malloc(<size_t> K * P * sizeof(floating))
-        for n in prange(N, schedule='static'):
+        Py_ssize_t n, f
+        int n_used
+    dtype = np.float32 if floating is float else np.float64
+    scratch_arr, n_used = _scratch(n_threads, N, 0 if direct or cache else K * P,
+                                   dtype)
+    scratch = scratch_arr
+    with nogil, parallel(num_threads=n_used):
+        for n in prange(N, schedule='dynamic'):
             xn = &x[n, 0, 0, 0]
             yn = &out[n, 0, 0, 0]
             if not direct:
-                cols = &cols_cache[n, 0] if cache else buf
+                cols = &cols_cache[n, 0] if cache else &scratch[threadid(), 0]
                 _im2col(xn, cols, &g)
                 xn = cols
             gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
                  <floating> 0, yn, P)
             if has_bias or activation != ACT_IDENTITY:
-                _bias_activation(yn, b, F, P, activation)
-        free(buf)
+                for f in range(F):
+                    _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
+                              activation)
 
 
 def conv2d_backward(
@@ -305,18 +376,26 @@ def conv2d_backward(
     int activation,
     int n_threads,
 ):
+    """Gradients of :func:`conv2d_forward` for a batch: the input gradient
+    (unless ``dx`` is None), and the weight and bias gradients summed over the
+    samples in a fixed order. Shapes are trusted: call through
+    ``pyconvnet.ops``."""
     cdef:
         Geometry g = _geometry(x.shape, weight.shape,
                                dy.shape[2], dy.shape[3], stride_h, stride_w,
                                pad_h, pad_w)
-        int N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P
+        Py_ssize_t N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P
         bint direct = g.direct
         bint want_dx = dx is not None
-        int chunk = (N + MAX_GRAD_CHUNKS - 1) // MAX_GRAD_CHUNKS
-        int n_chunks = (N + chunk - 1) // chunk
+        Py_ssize_t chunk, n_chunks
         const floating* w = &weight[0, 0, 0, 0]
         bint cache = cols_cache is not None and not direct
-        floating* buf
+        bint unfold = not direct and not cache
+        bint col_dx = want_dx and not direct
+        bint act = activation != ACT_IDENTITY
+        Py_ssize_t off_cols, off_dcols, off_dz, size
+        floating[:, ::1] scratch
+        floating* base
         floating* dcols
         floating* dz
         const floating* xn
@@ -324,43 +403,50 @@ def conv2d_backward(
         floating* dwc
         double* dbc
         double acc
-        int ci, n, f, p, k, first
+        Py_ssize_t ci, n, f, k
+        int n_used, first
+    if N == 0:
+        dweight[...] = 0
+        dbias[...] = 0
+        return
+    chunk = (N + MAX_GRAD_CHUNKS - 1) // MAX_GRAD_CHUNKS
+    n_chunks = (N + chunk - 1) // chunk
     dtype = np.float32 if floating is float else np.float64
     # Per-chunk partial sums; the bias sums in double, since they add up
     # N*OH*OW terms of one sign pattern and float32 would lose digits.
     cdef floating[:, ::1] dw_chunks = np.empty((n_chunks, F * K), dtype=dtype)
     cdef double[:, ::1] db_chunks = np.zeros((n_chunks, F), dtype=np.float64)
+    # One thread's scratch: [im2col of x | dcols | activation gradient].
+    off_cols = 0
+    off_dcols = off_cols + (K * P if unfold else 0)
+    off_dz = off_dcols + (K * P if col_dx else 0)
+    size = off_dz + (F * P if act else 0)
+    scratch_arr, n_used = _scratch(n_threads, n_chunks, size, dtype)
+    scratch = scratch_arr
 
-    with nogil, parallel(num_threads=n_threads):
-        buf = NULL
-        dcols = NULL
-        dz = NULL
-        if not direct:
-            if not cache:
-                buf = <floating*> malloc(<size_t> K * P * sizeof(floating))
-            if want_dx:
-                dcols = <floating*> malloc(<size_t> K * P * sizeof(floating))
-        if activation != ACT_IDENTITY:
-            dz = <floating*> malloc(<size_t> F * P * sizeof(floating))
-        for ci in prange(n_chunks, schedule='static'):
+    with nogil, parallel(num_threads=n_used):
+        for ci in prange(n_chunks, schedule='dynamic'):
+            base = &scratch[threadid(), 0]
+            dcols = base + off_dcols
+            dz = base + off_dz
             dwc = &dw_chunks[ci, 0]
             dbc = &db_chunks[ci, 0]
             for n in range(ci * chunk, min((ci + 1) * chunk, N)):
                 xn = &x[n, 0, 0, 0]
                 dyn = &dy[n, 0, 0, 0]
-                if activation != ACT_IDENTITY:
-                    _activation_grad(dyn, &y[n, 0, 0, 0], dz, F * P, activation)
+                if act:
+                    _act_grad(dyn, &y[n, 0, 0, 0], dz, F * P, activation)
                     dyn = dz
                 if cache:
                     xn = &cols_cache[n, 0]
-                elif not direct:
-                    _im2col(xn, buf, &g)
-                    xn = buf
+                elif unfold:
+                    _im2col(xn, base + off_cols, &g)
+                    xn = base + off_cols
                 first = n == ci * chunk
                 gemm(False, True, F, K, P, <floating> 1, dyn, P, xn, P,
                      <floating> (0 if first else 1), dwc, K)
                 for f in range(F):
-                    dbc[f] += _row_sum(dyn + f * P, P)
+                    dbc[f] += _sum(dyn + f * P, P)
                 if want_dx:
                     if direct:
                         # dx[n] viewed as (C, H*W) is dcols itself.
@@ -370,11 +456,8 @@ def conv2d_backward(
                         gemm(True, False, K, P, F, <floating> 1, w, K, dyn, P,
                              <floating> 0, dcols, P)
                         memset(&dx[n, 0, 0, 0], 0,
-                               <size_t> C * H * W * sizeof(floating))
+                               <size_t> (C * H * W) * sizeof(floating))
                         _col2im(dcols, &dx[n, 0, 0, 0], &g)
-        free(buf)
-        free(dcols)
-        free(dz)
 
     # Fixed-order reduction of the chunks: the same sums in the same order
     # whatever the number of threads.
