@@ -483,7 +483,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             X = X.astype(self._dtype, copy=False)
 
         if self._optimizer is None or (not incremental and not self.warm_start):
-            params = self._network.params
+            params = self._network.flat_params
             if self.solver == "sgd":
                 self._optimizer = SGD(params, self.learning_rate_init,
                                       self.learning_rate, self.momentum,
@@ -523,7 +523,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if early_stopping:
             X, X_val, y, y_val, sample_weight = _validation_split(
                 X, y, sample_weight, self.validation_fraction, rng)
-            self._best_params = [p.copy() for p in self._network.params]
+            self._best_params = self._network.flat_params.copy()
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(64, n_samples)
@@ -536,12 +536,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         network = self._network
-        params = network.params
+        params = network.flat_params
         images = self._images(X)
         max_epochs = 1 if incremental else self.max_iter
         total_weight = float(sample_weight.sum())
         progress = _progress_factory(self.verbose, n_samples, batch_size)
-        snapshot = [p.copy() for p in params]
+        snapshot = params.copy()
         epoch = 0
         try:
             for epoch in range(max_epochs):
@@ -559,19 +559,19 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                         batch = augment_batch(batch, self.augment, rng)
                     loss = network.train_step_grads(batch, y[idx], sw, self.alpha)
                     if not np.isfinite(loss):
-                        _copy_into(params, snapshot)
+                        params[...] = snapshot
                         raise _diverged(f"the training loss became {loss}",
                                         self.n_iter_ + 1)
-                    self._optimizer.update(params, network.grads)
+                    self._optimizer.update(params, network.flat_grads)
                     epoch_loss += loss * float(sw.sum())
                     if bar is not None:
                         bar.update(len(idx))
                 if bar is not None:
                     bar.close()
-                if not _all_finite(params):
-                    _copy_into(params, snapshot)
+                if not np.isfinite(params).all():
+                    params[...] = snapshot
                     raise _diverged("the weights became non-finite", self.n_iter_ + 1)
-                _copy_into(snapshot, params)
+                snapshot[...] = params
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_ = epoch_loss / total_weight
@@ -616,15 +616,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         except KeyboardInterrupt:
             # A half-applied update is still a valid (finite) model; restore
             # the last finished epoch only if something went wrong.
-            if not _all_finite(params):
-                _copy_into(params, snapshot)
+            if not np.isfinite(params).all():
+                params[...] = snapshot
             warnings.warn(
                 f"Training interrupted by the user after {self.n_iter_} "
                 "epochs; the model keeps the weights it had reached.",
                 UserWarning,
             )
         if early_stopping:
-            _copy_into(params, self._best_params)
+            params[...] = self._best_params
             del self._best_params
 
     def _update_no_improvement_count(self, early_stopping):
@@ -636,7 +636,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                _copy_into(self._best_params, self._network.params)
+                self._best_params[...] = self._network.flat_params
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
@@ -691,6 +691,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         from . import __version__
 
         state["_pyconvnet_version"] = __version__
+        # coefs_ and intercepts_ are views of the network's parameters: a
+        # pickled copy of them would no longer follow training after a
+        # reload. They are bound again on unpickling.
+        state.pop("coefs_", None)
+        state.pop("intercepts_", None)
         return state
 
     def __setstate__(self, state):
@@ -705,6 +710,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 UserWarning,
             )
         super().__setstate__(state)
+        if "_network" in self.__dict__:
+            self._publish_architecture()
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")
@@ -713,16 +720,6 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _copy_into(targets, sources):
-    """Copy arrays into arrays of the same shapes, in place."""
-    for target, source in zip(targets, sources):
-        target[...] = source
-
-
-def _all_finite(arrays):
-    return all(np.isfinite(a).all() for a in arrays)
 
 
 def _diverged(what, epoch):

@@ -3,7 +3,11 @@
 Every layer has
 - ``out_shape``: the shape of one sample's output, e.g. (C, H, W) or (n,);
 - ``params`` and ``grads``: lists of arrays of the same shapes (empty for
-  layers without parameters); ``grads`` is filled by ``backward``;
+  layers without parameters); ``grads`` is filled in place by ``backward``.
+  Once a layer is part of a ``Network`` both are views into the network's one
+  flat parameter array and one flat gradient array (``bind``): the network
+  owns the memory, a layer only looks at its slice. ``weight`` and ``bias``
+  are names for ``params[0]`` and ``params[1]``, never second references;
 - ``forward(x, training)``: x of shape (n_samples, *in_shape) -> output;
 - ``backward(dy)``: the gradient of the output -> the gradient of the input
   (None when ``input_grad`` is False, as for the first layer).
@@ -22,16 +26,41 @@ COLS_CACHE_BYTES = 64 * 2**20
 
 
 class Layer:
-    params = ()
     kind = "layer"
 
     def __init__(self):
-        self.grads = []
+        self._params = []
+        self._grads = []
+        self.shapes = []
         self.input_grad = True
         self.n_threads = 1
 
+    @property
+    def params(self):
+        return self._params
+
+    @property
+    def grads(self):
+        return self._grads
+
+    def bind(self, params, grads):
+        """Make ``params`` and ``grads`` (views into the network's flat
+        arrays) this layer's parameters and gradients. ``shapes`` keeps their
+        shapes, so that an unpickled network can bind its views again."""
+        self._params = list(params)
+        self._grads = list(grads)
+        self.shapes = [tuple(p.shape) for p in self._params]
+
+    @property
+    def weight(self):
+        return self._params[0]
+
+    @property
+    def bias(self):
+        return self._params[1]
+
     def n_params(self):
-        return int(sum(p.size for p in self.params))
+        return int(sum(p.size for p in self._params))
 
     def _buffer(self, key, shape, dtype, training):
         """An array for an output or a gradient: reused across training
@@ -49,7 +78,14 @@ class Layer:
     def __getstate__(self):
         # Buffers and what the last batch left behind are not part of the
         # model: they would make pickles as large as a batch's activations.
+        # Parameters and gradients are views of the network's flat arrays,
+        # which the network pickles once and binds again on unpickling.
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._params = []
+        self._grads = []
 
     def describe(self):
         return self.kind
@@ -71,12 +107,12 @@ class Conv2D(Layer):
         self.stride = stride
         self.padding = padding
         fan_in = c * kernel_size[0] * kernel_size[1]
-        self.weight = rng.normal(
+        weight = rng.normal(
             0.0, np.sqrt(init_scale / fan_in), (n_filters, c) + kernel_size
         ).astype(dtype)
-        self.bias = np.zeros(n_filters, dtype=dtype)
-        self.params = [self.weight, self.bias]
-        self.out_shape = ops._conv_output_shape((1, c, h, w), self.weight.shape,
+        self.bind([weight, np.zeros(n_filters, dtype=dtype)],
+                  [np.zeros_like(weight), np.zeros(n_filters, dtype=dtype)])
+        self.out_shape = ops._conv_output_shape((1, c, h, w), weight.shape,
                                                 stride, padding)[1:]
 
     def describe(self):
@@ -107,12 +143,13 @@ class Conv2D(Layer):
         dx = None
         if self.input_grad:
             dx = self._buffer("dx", self._x.shape, self._x.dtype, True)
-        dx, dw, db = ops._conv_backward(np.ascontiguousarray(dy), self._x,
-                                        self.weight, self.stride, self.padding,
-                                        self.input_grad, self.n_threads,
-                                        self.activation, self._y,
-                                        cols=self._used_cols, dx=dx)
-        self.grads = [dw, db]
+        dx, _, _ = ops._conv_backward(np.ascontiguousarray(dy), self._x,
+                                      self.weight, self.stride, self.padding,
+                                      self.input_grad, self.n_threads,
+                                      self.activation, self._y,
+                                      cols=self._used_cols, dx=dx,
+                                      dweight=self._grads[0],
+                                      dbias=self._grads[1])
         return dx
 
 
@@ -173,10 +210,10 @@ class Dense(Layer):
 
     def __init__(self, n_in, n_out, init_scale, rng, dtype):
         super().__init__()
-        self.weight = rng.normal(0.0, np.sqrt(init_scale / n_in),
-                                 (n_in, n_out)).astype(dtype)
-        self.bias = np.zeros(n_out, dtype=dtype)
-        self.params = [self.weight, self.bias]
+        weight = rng.normal(0.0, np.sqrt(init_scale / n_in),
+                            (n_in, n_out)).astype(dtype)
+        self.bind([weight, np.zeros(n_out, dtype=dtype)],
+                  [np.zeros_like(weight), np.zeros(n_out, dtype=dtype)])
         self.out_shape = (n_out,)
 
     def describe(self):
@@ -190,8 +227,12 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
-        self.grads = [self._x.T @ dy, dy.sum(axis=0)]
-        return dy @ self.weight.T if self.input_grad else None
+        np.matmul(self._x.T, dy, out=self._grads[0])
+        np.sum(dy, axis=0, out=self._grads[1])
+        if not self.input_grad:
+            return None
+        dx = self._buffer("dx", self._x.shape, dy.dtype, True)
+        return np.matmul(dy, self.weight.T, out=dx)
 
 
 class Activation(Layer):

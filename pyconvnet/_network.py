@@ -79,20 +79,64 @@ def _log_softmax(scores):
 
 
 class Network:
-    """A chain of layers ending in raw scores; softmax and the loss on top."""
+    """A chain of layers ending in raw scores; softmax and the loss on top.
+
+    The network owns every parameter: ``flat_params`` is one 1-D array that
+    holds them all, ``flat_grads`` one of the same size for their gradients.
+    Each layer's ``params`` and ``grads`` are views into these two, so an
+    optimizer step is one vectorised pass over two arrays, and there is one
+    owner per parameter. Pickling stores the flat array once (the layers drop
+    their views) and unpickling binds the views again, so a model restored by
+    pickle or joblib still trains the arrays it predicts with.
+    """
 
     def __init__(self, input_shape, layers):
         self.input_shape = input_shape
         self.layers = layers
-        self.dtype = next(l.params[0].dtype for l in layers if l.params)
+        initial = [p for layer in layers for p in layer.params]
+        self.dtype = initial[0].dtype
+        self.flat_params = np.concatenate([p.ravel() for p in initial])
+        self.flat_grads = np.zeros_like(self.flat_params)
+        self._bind()
+
+    def _bind(self):
+        offset = 0
+        params, grads = [], []
+        for layer in self.layers:
+            shapes = layer.shapes
+            views_p, views_g = [], []
+            for shape in shapes:
+                size = int(np.prod(shape))
+                views_p.append(self.flat_params[offset:offset + size].reshape(shape))
+                views_g.append(self.flat_grads[offset:offset + size].reshape(shape))
+                offset += size
+            if shapes:
+                layer.bind(views_p, views_g)
+            params += views_p
+            grads += views_g
+        if offset != self.flat_params.size:
+            raise ValueError(
+                f"the layers need {offset} parameters, the network holds "
+                f"{self.flat_params.size}")
+        self._param_list, self._grad_list = params, grads
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_param_list", "_grad_list", "flat_grads")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.flat_grads = np.zeros_like(self.flat_params)
+        self._bind()
 
     @property
     def params(self):
-        return [p for layer in self.layers for p in layer.params]
+        """The parameters, layer by layer: views of ``flat_params``."""
+        return self._param_list
 
     @property
     def grads(self):
-        return [g for layer in self.layers for g in layer.grads]
+        return self._grad_list
 
     def set_threads(self, n_threads):
         for layer in self.layers:
@@ -148,6 +192,6 @@ class Network:
                 if layer.params:
                     w = layer.params[0]
                     penalty += float(np.dot(w.ravel(), w.ravel()))
-                    layer.grads[0] += (alpha / total) * w
+                    layer.grads[0] += w.dtype.type(alpha / total) * w
             loss += 0.5 * alpha * penalty / total
         return loss

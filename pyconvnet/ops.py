@@ -338,10 +338,9 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     shape = _conv_output_shape(x.shape, weight.shape, stride, padding)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
-    if shape[0]:
-        _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
-                             padding[0], padding[1],
-                             _conv.ACTIVATIONS[activation], n_threads)
+    _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
+                         padding[0], padding[1],
+                         _conv.ACTIVATIONS[activation], n_threads)
     return out
 
 
@@ -352,23 +351,24 @@ def _cols_shape(x_shape, w_shape, stride, padding):
 
 
 def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
-                   activation=None, y=None, cols=None, dx=None):
+                   activation=None, y=None, cols=None, dx=None, dweight=None,
+                   dbias=None):
     """Gradients of :func:`_conv_forward`; ``y`` is its (activated) output,
     needed when ``activation`` is not None; ``cols`` the buffer it filled;
-    ``dx`` an optional output array for the input gradient."""
+    ``dx``, ``dweight`` and ``dbias`` optional output arrays."""
     if input_grad and dx is None:
         dx = np.empty_like(x)
     elif not input_grad:
         dx = None
-    dweight = np.empty_like(weight)
-    dbias = np.empty(weight.shape[0], dtype=x.dtype)
-    if x.shape[0]:
-        _conv.conv2d_backward(dy, y, x, weight, cols, dx, dweight, dbias, stride[0],
-                              stride[1], padding[0], padding[1],
-                              _conv.ACTIVATIONS[activation], n_threads)
-    else:
-        dweight[...] = 0
-        dbias[...] = 0
+    if dweight is None:
+        dweight = np.empty_like(weight)
+    if dbias is None:
+        dbias = np.empty(weight.shape[0], dtype=x.dtype)
+    # The kernel returns early, with zero weight and bias gradients, on an
+    # empty batch.
+    _conv.conv2d_backward(dy, y, x, weight, cols, dx, dweight, dbias, stride[0],
+                          stride[1], padding[0], padding[1],
+                          _conv.ACTIVATIONS[activation], n_threads)
     return dx, dweight, dbias
 
 

@@ -128,3 +128,46 @@ def test_pickle_from_another_version_warns(fitted):
     tampered = state.replace(pyconvnet.__version__.encode(), b"0.0.9")
     with pytest.warns(UserWarning, match="pyconvnet 0.0.9"):
         pickle.loads(tampered)
+
+
+def _round_trips(model, tmp_path):
+    import joblib
+
+    yield "pickle", pickle.loads(pickle.dumps(model))
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    yield "joblib", joblib.load(path)
+    path = tmp_path / "model.npz"
+    pyconvnet.save(model, path)
+    yield "save/load", pyconvnet.load(path)
+
+
+@pytest.mark.parametrize("how", ["pickle", "joblib", "save/load"])
+@pytest.mark.parametrize("warm", ["partial_fit", "warm_start"])
+def test_training_after_a_round_trip_changes_what_predicts(fitted, tmp_path,
+                                                           how, warm):
+    """One owner per parameter: after any round trip, training moves the
+    weights that predict, and coefs_ / intercepts_ follow them."""
+    model, X = fitted
+    loaded = dict(_round_trips(model, tmp_path))[how]
+    before = loaded.predict_proba(X[:50])
+    coef_before = [c.copy() for c in loaded.coefs_]
+    y = model.classes_[np.arange(100) % len(model.classes_)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if warm == "partial_fit":
+            loaded.partial_fit(X[:100], y)
+        else:
+            loaded.set_params(warm_start=True, max_iter=1).fit(X[:100], y)
+    after = loaded.predict_proba(X[:50])
+    assert np.abs(after - before).max() > 1e-6
+    net = loaded._network
+    for coef, intercept, layer in zip(loaded.coefs_, loaded.intercepts_,
+                                      [l for l in net.layers if l.params]):
+        assert np.shares_memory(coef, net.flat_params)
+        assert np.shares_memory(intercept, net.flat_params)
+        assert coef is layer.weight and intercept is layer.bias
+    assert any(np.abs(c - b).max() > 0 for c, b in zip(loaded.coefs_, coef_before))
+    # the original model is untouched by training its copy
+    np.testing.assert_array_equal(model.predict_proba(X[:50]),
+                                  fitted[0].predict_proba(X[:50]))
