@@ -1,17 +1,38 @@
-"""Training and prediction throughput of Nielsen's chapter-6 network.
+"""Training and prediction throughput against PyTorch, on several networks.
 
-conv 20@5x5 -> max-pool 2 -> conv 40@5x5 -> max-pool 2 -> dense 100 ->
-softmax 10, ReLU, plain SGD, on 28x28 images (Fashion-MNIST when installed,
-otherwise synthetic images of the same shape), trained through
-ConvNetClassifier and, when torch is installed, the same network in PyTorch
-(same layer sizes, He initialisation, SGD), in the same process, with the
-same batch size and thread count. Reports images/s for one training epoch and
-for predict_proba in batches of 1,000 (medians over repeats), the ratio to
-PyTorch, and the peak memory of a one-epoch fit on 60,000 images.
+Each architecture is trained through ConvNetClassifier and, when torch is
+installed, as the same network in PyTorch (same layer sizes, He
+initialisation, SGD with momentum 0.9, same batch size and thread count), in
+the same process, one after the other for every setting:
 
-    python benchmarks/bench_train.py [--n-train 10000] [--repeats 3]
+- ``nielsen``: Nielsen's chapter-6 network on 1x28x28 images, valid padding:
+  conv 20@5x5 -> max-pool 2 -> conv 40@5x5 -> max-pool 2 -> dense 100;
+- ``wide5``: 1x28x28, same padding: conv 32@5x5 -> pool -> conv 64@5x5 ->
+  pool -> dense 256 (the shape of the accuracy recipes);
+- ``wide3``: the same with 3x3 kernels;
+- ``rgb32``: 3x32x32 images, same padding: conv 32@3x3 -> pool -> conv
+  64@3x3 -> pool -> dense 256.
+
+Reports images/s for one training epoch (median over repeats) and for
+predict_proba in batches of 1,000 (PyTorch: ``torch.no_grad``), their ratio,
+and the share of the machine's sgemm peak the whole training step reaches:
+the step's multiply-adds (every convolution and dense layer, forward and
+backward, the first layer without an input gradient) x 2 / time, against the
+sgemm GFLOP/s of a 2048x2048 product measured in the same run at the same
+thread count.
+
+``--contention`` starts one single-threaded busy process (a pure-Python loop)
+beside the measurement and reports each library's training throughput under
+that load next to its quiet throughput from the same run.
+
+    python benchmarks/bench_train.py [--arch nielsen wide5 wide3 rgb32]
+        [--batch-sizes 10 64] [--threads 1 2] [--contention]
+
+Data: Fashion-MNIST when installed (28x28 networks), synthetic images
+otherwise; speed does not depend on the pixel values.
 """
 import argparse
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -26,71 +47,129 @@ from _common import machine, markdown_table, write_json  # noqa: E402
 
 from pyconvnet import ConvNetClassifier  # noqa: E402
 
-LEARNING_RATE = 0.03
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+
+# name: (image shape (C, H, W), [(filters, kernel)], padding, dense units)
+ARCHITECTURES = {
+    "nielsen": ((1, 28, 28), [(20, 5), (40, 5)], "valid", 100),
+    "wide5": ((1, 28, 28), [(32, 5), (64, 5)], "same", 256),
+    "wide3": ((1, 28, 28), [(32, 3), (64, 3)], "same", 256),
+    "rgb32": ((3, 32, 32), [(32, 3), (64, 3)], "same", 256),
+}
 
 
-def load_images(n):
-    """(X, y): n 28x28 float32 images in [0, 1] and their labels."""
-    try:
-        from pyconvnet.datasets import load_fashion_mnist
+def load_images(n, shape):
+    """(X, y, source): n float32 images of ``shape`` in [0, 1], labels."""
+    if shape == (1, 28, 28):
+        try:
+            from pyconvnet.datasets import load_fashion_mnist
 
-        data = load_fashion_mnist()
-        X = data.data[:n].reshape(-1, 1, 28, 28)
-        return np.ascontiguousarray(X, dtype=np.float32), data.target[:n], "Fashion-MNIST"
-    except (ImportError, OSError):
-        rng = np.random.default_rng(0)
-        X = rng.random((n, 1, 28, 28), dtype=np.float32)
-        y = rng.integers(0, 10, n)
-        return X, y, "synthetic"
+            data = load_fashion_mnist()
+            X = data.data[:n].reshape((-1,) + shape)
+            return (np.ascontiguousarray(X, dtype=np.float32), data.target[:n],
+                    "Fashion-MNIST")
+        except (ImportError, OSError):
+            pass
+    rng = np.random.default_rng(0)
+    X = rng.random((n,) + shape, dtype=np.float32)
+    return X, rng.integers(0, 10, n), "synthetic"
 
 
-def pyconvnet_model(batch_size, n_threads):
+def step_flops(arch):
+    """Floating-point operations of one training step, per image."""
+    (c, h, w), convs, padding, dense = ARCHITECTURES[arch]
+    macs_fwd, macs_bwd = 0, 0
+    for i, (f, k) in enumerate(convs):
+        pad = (k - 1) // 2 if padding == "same" else 0
+        oh, ow = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+        m = f * c * k * k * oh * ow
+        macs_fwd += m
+        macs_bwd += m if i == 0 else 2 * m  # the first layer has no dx
+        c, h, w = f, oh // 2, ow // 2
+    for n_in, n_out in ((c * h * w, dense), (dense, 10)):
+        macs_fwd += n_in * n_out
+        macs_bwd += 2 * n_in * n_out
+    return 2 * (macs_fwd + macs_bwd)
+
+
+def sgemm_gflops(n_threads, size=2048, repeats=5):
+    """The machine's sgemm GFLOP/s at n_threads (median of repeats)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    times = []
+    with threadpool_limits(n_threads, user_api="blas"):
+        a @ b
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times) / 1e9
+
+
+def pyconvnet_model(arch, batch_size, n_threads):
+    _, convs, padding, dense = ARCHITECTURES[arch]
     return ConvNetClassifier(
-        conv_layers=((20, 5), (40, 5)), padding="valid", pooling="max",
-        pool_size=2, hidden_layer_sizes=(100,), activation="relu",
-        solver="sgd", momentum=0.0, learning_rate_init=LEARNING_RATE, alpha=0.0,
-        batch_size=batch_size, n_threads=n_threads, dtype="float32",
-        random_state=0,
+        conv_layers=tuple(convs), padding=padding, pooling="max", pool_size=2,
+        hidden_layer_sizes=(dense,), activation="relu", solver="sgd",
+        momentum=MOMENTUM, nesterovs_momentum=False,
+        learning_rate_init=LEARNING_RATE, alpha=0.0, batch_size=batch_size,
+        n_threads=n_threads, dtype="float32", random_state=0,
     )
 
 
-def bench_pyconvnet(X, y, batch_size, n_threads, repeats):
-    model = pyconvnet_model(batch_size, n_threads)
-    classes = np.unique(y)
-    model.partial_fit(X[:batch_size * 4], y[:batch_size * 4], classes=classes)
+def bench_pyconvnet(arch, X, y, batch_size, n_threads, repeats, predict=True):
+    model = pyconvnet_model(arch, batch_size, n_threads)
+    model.partial_fit(X[:batch_size * 4], y[:batch_size * 4], classes=np.unique(y))
     train = []
     for _ in range(repeats):
         start = time.perf_counter()
         model.partial_fit(X, y)          # one epoch
         train.append(len(X) / (time.perf_counter() - start))
-    predict = []
-    for _ in range(repeats):
+    pred = []
+    for _ in range(repeats if predict else 0):
         start = time.perf_counter()
         for lo in range(0, len(X), 1000):
             model.predict_proba(X[lo:lo + 1000])
-        predict.append(len(X) / (time.perf_counter() - start))
-    return statistics.median(train), statistics.median(predict)
+        pred.append(len(X) / (time.perf_counter() - start))
+    return statistics.median(train), statistics.median(pred) if pred else None
 
 
-def bench_torch(X, y, batch_size, n_threads, repeats):
-    import torch
+def torch_model(arch):
     from torch import nn
 
-    torch.set_num_threads(n_threads)
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(20, 40, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(640, 100), nn.ReLU(), nn.Linear(100, 10),
-    )
+    (c, h, w), convs, padding, dense = ARCHITECTURES[arch]
+    layers = []
+    for f, k in convs:
+        pad = (k - 1) // 2 if padding == "same" else 0
+        layers += [nn.Conv2d(c, f, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
+        h, w = (h + 2 * pad - k + 1) // 2, (w + 2 * pad - k + 1) // 2
+        c = f
+    layers += [nn.Flatten(), nn.Linear(c * h * w, dense), nn.ReLU(),
+               nn.Linear(dense, 10)]
+    net = nn.Sequential(*layers)
     # The same initialisation scheme as ConvNetClassifier: He for the ReLU
     # layers, N(0, 1/n_in) for the output, zero biases.
     for m in net:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
-    nn.init.normal_(net[-1].weight, 0.0, (1 / 100) ** 0.5)
-    optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
+    nn.init.normal_(net[-1].weight, 0.0, (1 / dense) ** 0.5)
+    return net
+
+
+def bench_torch(arch, X, y, batch_size, n_threads, repeats, predict=True):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(n_threads)
+    torch.manual_seed(0)
+    net = torch_model(arch)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE,
+                                momentum=MOMENTUM)
     loss_fn = nn.CrossEntropyLoss()
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(np.searchsorted(np.unique(y), y))
@@ -113,14 +192,41 @@ def bench_torch(X, y, batch_size, n_threads, repeats):
         epoch(n)
         train.append(n / (time.perf_counter() - start))
     net.eval()
-    predict = []
+    pred = []
     with torch.no_grad():
-        for _ in range(repeats):
+        for _ in range(repeats if predict else 0):
             start = time.perf_counter()
             for lo in range(0, n, 1000):
                 torch.softmax(net(Xt[lo:lo + 1000]), dim=1).numpy()
-            predict.append(n / (time.perf_counter() - start))
-    return statistics.median(train), statistics.median(predict)
+            pred.append(n / (time.perf_counter() - start))
+    return statistics.median(train), statistics.median(pred) if pred else None
+
+
+def _busy(stop):
+    # One core's worth of pure-Python work: holds no lock the measured
+    # process needs and touches little memory.
+    x = 0
+    while not stop.is_set():
+        for _ in range(100000):
+            x += 1
+
+
+class Contention:
+    """A single-threaded CPU-bound process, for the duration of a block."""
+
+    def __enter__(self):
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(target=_busy, args=(self._stop,), daemon=True)
+        self._proc.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.terminate()
 
 
 def _status_mb(field):
@@ -140,7 +246,7 @@ def peak_memory_child(n_images):
     rng = np.random.default_rng(0)
     X = rng.random((n_images, 784), dtype=np.float32)
     y = rng.integers(0, 10, n_images)
-    model = pyconvnet_model(64, None).set_params(max_iter=1)
+    model = pyconvnet_model("nielsen", 64, None).set_params(max_iter=1)
     before = _status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -163,23 +269,34 @@ def measure_peak_memory(n_images):
             "fit_overhead_mb": peak - before}
 
 
+def _fmt(v, spec=",.0f"):
+    return "-" if v is None else format(v, spec)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=10000)
+    parser.add_argument("--arch", nargs="+", default=list(ARCHITECTURES),
+                        choices=list(ARCHITECTURES))
+    parser.add_argument("--n-train", type=int, default=None,
+                        help="images per epoch (default: 10,000 for nielsen, "
+                             "2,000 for the wider networks)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 64])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--contention", action="store_true",
+                        help="also train beside one busy single-threaded process")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--memory-images", type=int, default=60000)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--json", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", "train.json"))
+    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.memory_child:
         peak_memory_child(args.memory_child)
         return
-
-    X, y, source = load_images(args.n_train)
+    if args.json is None:
+        name = "train-contention.json" if args.contention else "train.json"
+        args.json = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                 "results", name)
     try:
         if args.no_torch:
             raise ImportError
@@ -188,54 +305,104 @@ def main(argv=None):
     except ImportError:
         torch_version = None
 
+    peaks = {t: sgemm_gflops(t) for t in args.threads}
     results = []
-    for batch_size in args.batch_sizes:
-        for n_threads in args.threads:
-            ours = bench_pyconvnet(X, y, batch_size, n_threads, args.repeats)
-            row = {"batch_size": batch_size, "threads": n_threads,
-                   "train_img_s": ours[0], "predict_img_s": ours[1]}
-            if torch_version:
-                theirs = bench_torch(X, y, batch_size, n_threads, args.repeats)
-                row.update(torch_train_img_s=theirs[0], torch_predict_img_s=theirs[1],
-                           train_ratio=ours[0] / theirs[0],
-                           predict_ratio=ours[1] / theirs[1])
-            results.append(row)
-    memory = measure_peak_memory(args.memory_images) if args.memory_images else None
+    for arch in args.arch:
+        shape = ARCHITECTURES[arch][0]
+        n = args.n_train or (10000 if arch == "nielsen" else 2000)
+        X, y, source = load_images(n, shape)
+        flops = step_flops(arch)
+        for batch_size in args.batch_sizes:
+            for n_threads in args.threads:
+                row = {"arch": arch, "data": source, "n_train": n,
+                       "batch_size": batch_size, "threads": n_threads,
+                       "step_mflop_per_image": flops / 1e6,
+                       "sgemm_gflops": peaks[n_threads]}
+                ours = bench_pyconvnet(arch, X, y, batch_size, n_threads,
+                                       args.repeats)
+                row.update(train_img_s=ours[0], predict_img_s=ours[1],
+                           peak_fraction=ours[0] * flops / 1e9 / peaks[n_threads])
+                if torch_version:
+                    theirs = bench_torch(arch, X, y, batch_size, n_threads,
+                                         args.repeats)
+                    row.update(torch_train_img_s=theirs[0],
+                               torch_predict_img_s=theirs[1],
+                               train_ratio=ours[0] / theirs[0],
+                               predict_ratio=ours[1] / theirs[1])
+                if args.contention:
+                    with Contention():
+                        busy = bench_pyconvnet(arch, X, y, batch_size, n_threads,
+                                               args.repeats, predict=False)
+                        row["busy_train_img_s"] = busy[0]
+                        if torch_version:
+                            row["torch_busy_train_img_s"] = bench_torch(
+                                arch, X, y, batch_size, n_threads, args.repeats,
+                                predict=False)[0]
+                results.append(row)
+                print(".", end="", flush=True, file=sys.stderr)
+    print(file=sys.stderr)
+    memory = (measure_peak_memory(args.memory_images)
+              if args.memory_images and not args.contention else None)
 
     info = machine()
-    print(f"Machine: {info['cpu']}, {info['cores']} cores. Data: {source}, "
-          f"{len(X)} images 28x28; median of {args.repeats} epochs."
-          + (f" PyTorch {torch_version}." if torch_version else " PyTorch not installed."))
+    print(f"Machine: {info['cpu']}, {info['cores']} cores. Median of "
+          f"{args.repeats} epochs. sgemm peak: "
+          + ", ".join(f"{p:.0f} GFLOP/s at {t} thread{'s' if t > 1 else ''}"
+                      for t, p in peaks.items())
+          + "." + (f" PyTorch {torch_version}." if torch_version
+                   else " PyTorch not installed."))
     print()
-    headers = ["batch", "threads", "pyconvnet train img/s"]
-    if torch_version:
-        headers += ["PyTorch train img/s", "ratio"]
-    headers += ["pyconvnet predict img/s"]
-    if torch_version:
-        headers += ["PyTorch predict img/s", "ratio"]
-    rows = []
-    for r in results:
-        row = [r["batch_size"], r["threads"], f"{r['train_img_s']:,.0f}"]
+    if args.contention:
+        headers = ["network", "batch", "threads", "pyconvnet quiet", "pyconvnet busy",
+                   "busy/quiet"]
         if torch_version:
-            row += [f"{r['torch_train_img_s']:,.0f}", f"{r['train_ratio']:.2f}x"]
-        row += [f"{r['predict_img_s']:,.0f}"]
+            headers += ["PyTorch quiet", "PyTorch busy", "busy/quiet",
+                        "pyconvnet/PyTorch busy"]
+        rows = []
+        for r in results:
+            row = [r["arch"], r["batch_size"], r["threads"],
+                   _fmt(r["train_img_s"]), _fmt(r["busy_train_img_s"]),
+                   f"{r['busy_train_img_s'] / r['train_img_s']:.2f}"]
+            if torch_version:
+                row += [_fmt(r["torch_train_img_s"]),
+                        _fmt(r["torch_busy_train_img_s"]),
+                        f"{r['torch_busy_train_img_s'] / r['torch_train_img_s']:.2f}",
+                        f"{r['busy_train_img_s'] / r['torch_busy_train_img_s']:.2f}x"]
+            rows.append(row)
+        print("Training images/s, quiet and beside one busy process:\n")
+        print(markdown_table(headers, rows))
+    else:
+        headers = ["network", "batch", "threads", "pyconvnet train img/s"]
         if torch_version:
-            row += [f"{r['torch_predict_img_s']:,.0f}", f"{r['predict_ratio']:.2f}x"]
-        rows.append(row)
-    print(markdown_table(headers, rows))
-    by = {(r["batch_size"], r["threads"]): r for r in results}
-    for bs in args.batch_sizes:
-        if (bs, 1) in by and (bs, 2) in by:
-            print(f"\nbatch {bs}: 1 -> 2 threads, training "
-                  f"{by[(bs, 2)]['train_img_s'] / by[(bs, 1)]['train_img_s']:.2f}x faster")
+            headers += ["PyTorch train img/s", "ratio"]
+        headers += ["% sgemm peak", "pyconvnet predict img/s"]
+        if torch_version:
+            headers += ["PyTorch predict img/s", "ratio"]
+        rows = []
+        for r in results:
+            row = [r["arch"], r["batch_size"], r["threads"], _fmt(r["train_img_s"])]
+            if torch_version:
+                row += [_fmt(r["torch_train_img_s"]), f"{r['train_ratio']:.2f}x"]
+            row += [f"{100 * r['peak_fraction']:.0f}%", _fmt(r["predict_img_s"])]
+            if torch_version:
+                row += [_fmt(r["torch_predict_img_s"]), f"{r['predict_ratio']:.2f}x"]
+            rows.append(row)
+        print(markdown_table(headers, rows))
+    by = {(r["arch"], r["batch_size"], r["threads"]): r for r in results}
+    print()
+    for (arch, bs, t), r in by.items():
+        if t == 2 and (arch, bs, 1) in by:
+            print(f"{arch}, batch {bs}: 1 -> 2 threads, training "
+                  f"{r['train_img_s'] / by[(arch, bs, 1)]['train_img_s']:.2f}x")
     if memory:
-        print(f"\nfit on {args.memory_images:,} images of 28x28 (1 epoch, batch 64): "
-              f"data {memory['data_mb']:.0f} MB; process RSS before fit "
+        print(f"\nfit on {args.memory_images:,} images of 28x28 (nielsen, 1 epoch, "
+              f"batch 64): data {memory['data_mb']:.0f} MB; process RSS before fit "
               f"{memory['rss_before_fit_mb']:.0f} MB (interpreter, libraries, data), "
               f"peak during fit {memory['peak_rss_mb']:.0f} MB: fit added "
               f"{memory['fit_overhead_mb']:.0f} MB")
-    write_json(args.json, {"machine": info, "data": source, "n_train": len(X),
-                           "repeats": args.repeats, "torch": torch_version,
+    write_json(args.json, {"machine": info, "repeats": args.repeats,
+                           "torch": torch_version, "sgemm_gflops": peaks,
+                           "contention": args.contention,
                            "results": results, "memory": memory})
     print(f"\nwrote {os.path.relpath(args.json)}")
 
