@@ -7,13 +7,15 @@ set once for a whole ``fit`` or ``predict`` (and once per public op call), not
 per batch: changing it costs tens of microseconds.
 """
 import threading
+import time
 from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
 
 from ._openmp import effective_n_threads, openmp_enabled
 
-__all__ = ["blas_single_threaded", "effective_n_threads", "openmp_enabled"]
+__all__ = ["ThreadGovernor", "blas_single_threaded", "effective_n_threads",
+           "openmp_enabled"]
 
 _lock = threading.Lock()
 _state = {"controller": None, "depth": 0, "limiter": None}
@@ -45,3 +47,69 @@ def blas_single_threaded():
             if _state["depth"] == 0:
                 _state["limiter"].restore_original_limits()
                 _state["limiter"] = None
+
+
+class ThreadGovernor:
+    """Picks the thread count of each training step from measured step times.
+
+    The kernels end every parallel region at a barrier. When another process
+    holds one of the cores, a barrier waits for a descheduled thread to get
+    back on a core, and training with as many threads as cores fell to a
+    quarter of its quiet speed on a 2-core machine (measured by
+    ``benchmarks/bench_train.py --contention``) — slower than one thread. So
+    during ``fit`` the governor times a few steps at ``n_threads`` and at one
+    thread fewer, keeps the faster for a while, and probes again, holding the
+    winner longer each time the same count wins. Every kernel gives
+    bit-identical results for any thread count, so the choice never changes
+    the model, only how fast it is trained.
+    """
+
+    PROBE_STEPS = 3
+    MIN_HOLD, MAX_HOLD = 24, 384
+
+    def __init__(self, set_threads, n_threads, clock=time.perf_counter):
+        self._set = set_threads
+        self._clock = clock
+        self._candidates = [n_threads, n_threads - 1] if n_threads > 1 else [1]
+        self._hold = self.MIN_HOLD
+        self._winner = None
+        self._set(n_threads)
+        self._begin_probe(warmup=2)
+
+    def _begin_probe(self, warmup=0):
+        self._plan = [None] * warmup + [c for c in self._candidates
+                                        for _ in range(self.PROBE_STEPS)]
+        self._times = {c: [] for c in self._candidates}
+        self._left = 0
+
+    def start(self):
+        """Call before a step; sets the thread count the step runs with."""
+        if len(self._candidates) == 1:
+            return
+        if self._plan:
+            count = self._plan[0]
+            if count is not None:
+                self._set(count)
+        self._t0 = self._clock()
+
+    def stop(self, n_images):
+        """Call after the step with the number of images it trained on."""
+        if len(self._candidates) == 1:
+            return
+        elapsed = (self._clock() - self._t0) / max(n_images, 1)
+        if self._plan:
+            count = self._plan.pop(0)
+            if count is not None:
+                self._times[count].append(elapsed)
+            if not self._plan:
+                medians = {c: sorted(t)[len(t) // 2] for c, t in self._times.items()}
+                winner = min(medians, key=medians.get)
+                self._hold = (min(2 * self._hold, self.MAX_HOLD)
+                              if winner == self._winner else self.MIN_HOLD)
+                self._winner = winner
+                self._set(winner)
+                self._left = self._hold
+            return
+        self._left -= 1
+        if self._left <= 0:
+            self._begin_probe()

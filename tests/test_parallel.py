@@ -114,3 +114,33 @@ def _voting(X, y, n_jobs):
         warnings.simplefilter("ignore", ConvergenceWarning)
         vote.fit(X, y)
     return vote.predict_proba(X)
+
+
+def _drive(n_threads, seconds_per_image, steps):
+    """Run a ThreadGovernor on a fake clock where a step at k threads takes
+    seconds_per_image[k] per image; returns the thread count of each step."""
+    from pyconvnet._threads import ThreadGovernor
+
+    now = [0.0]
+    current = []
+    governor = ThreadGovernor(current.append, n_threads, clock=lambda: now[0])
+    used = []
+    for _ in range(steps):
+        governor.start()
+        used.append(current[-1])
+        now[0] += 10 * seconds_per_image[current[-1]]
+        governor.stop(10)
+    return used
+
+
+def test_thread_governor_keeps_the_faster_count():
+    # quiet machine: more threads are faster, and are used almost always
+    used = _drive(2, {2: 1.0, 1: 1.8}, 1000)
+    assert used[0] == 2 and used.count(2) > 0.97 * len(used)
+    # a busy machine: one thread fewer is faster, and wins after one probe
+    used = _drive(2, {2: 3.0, 1: 1.8}, 1000)
+    assert used[-1] == 1 and used[10:].count(1) > 0.97 * len(used[10:])
+    # the probes come back, so a change of load is noticed
+    assert used[10:].count(2) > 0
+    # one thread: nothing to choose
+    assert set(_drive(1, {1: 1.0}, 50)) == {1}
