@@ -13,7 +13,8 @@ OH = (H - KH) // SH + 1.
 - max: y = the largest x in the window. The forward pass stores the index of
   the maximum within the plane (int32), so the backward pass is a scatter.
   Tie rule: the *first* maximum in row-major window order receives the
-  gradient (strict ``>`` while scanning).
+  gradient (strict ``>`` while scanning). NaN propagates: a window holding
+  a NaN pools to NaN and its first NaN receives the gradient.
 - L2: y = sqrt(sum of x^2 over the window), summed in double. The gradient is
   dy * x / y; where a window is all zeros (y == 0) the gradient is taken as 0,
   the subgradient that keeps training free of NaN.
@@ -23,12 +24,33 @@ With overlapping windows (stride < window) several outputs send gradient to
 one input; the additions happen within one plane, hence in one thread and in a
 fixed order.
 
-Nothing here validates: ``pyconvnet.ops`` checks every shape first.
+Nothing here validates: ``pyconvnet.ops`` checks every shape first. An empty
+batch starts no threads.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.string cimport memset
+
+
+cdef inline int _threads(int n_threads, Py_ssize_t n_planes) noexcept nogil:
+    """No more threads than planes, and at least one."""
+    return <int> max(1, min(<Py_ssize_t> n_threads, n_planes))
+
+
+cdef inline int _grain(Py_ssize_t plane_size) noexcept nogil:
+    """Planes handed out at a time: enough values (about 4096) that taking
+    the next chunk costs little next to pooling it. Planes are handed out
+    dynamically, so a thread that still has a core takes the planes of one
+    that another process has descheduled."""
+    return <int> max(1, 4096 // max(plane_size, 1))
+
+
+cdef inline bint _takes_over(floating v, floating best) noexcept nogil:
+    """Whether v replaces best as a window's maximum: a larger value, or the
+    first NaN (a NaN then stays, as in PyTorch and NumPy's max: a window
+    holding NaN pools to NaN, and its gradient goes to that NaN)."""
+    return v > best or (v != v and best == best)
 
 
 cdef inline void _max_pool_2x2(const floating* xp, floating* yp, int* ap,
@@ -52,12 +74,12 @@ cdef inline void _max_pool_2x2(const floating* xp, floating* yp, int* ap,
             ic = ia + W
             # Indices by arithmetic on the comparisons: a branch here is
             # mispredicted half the time and made this loop 3x slower.
-            itop = ia + <int> (b > a)
-            top = b if b > a else a
-            ibottom = ic + <int> (d > c)
-            bottom = d if d > c else c
-            lower = <int> (bottom > top)
-            yp[oh * OW + ow] = bottom if bottom > top else top
+            itop = ia + <int> _takes_over(b, a)
+            top = b if _takes_over(b, a) else a
+            ibottom = ic + <int> _takes_over(d, c)
+            bottom = d if _takes_over(d, c) else c
+            lower = <int> _takes_over(bottom, top)
+            yp[oh * OW + ow] = bottom if lower else top
             ap[oh * OW + ow] = itop + lower * (ibottom - itop)
 
 
@@ -77,8 +99,9 @@ def max_pool_forward(
         const floating* xp
         floating* yp
         int* ap
-    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='static',
-                        num_threads=n_threads):
+    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
+                        chunksize=_grain(H * W),
+                        num_threads=_threads(n_threads, N * C)):
         xp = &x[0, 0, 0, 0] + plane * H * W
         yp = &out[0, 0, 0, 0] + plane * OH * OW
         ap = &argmax[0, 0, 0, 0] + plane * OH * OW
@@ -93,7 +116,7 @@ def max_pool_forward(
                     for j in range(KW):
                         idx = (oh * SH + i) * W + ow * SW + j
                         v = xp[idx]
-                        if v > best:
+                        if _takes_over(v, best):
                             best = v
                             best_idx = idx
                 yp[oh * OW + ow] = best
@@ -114,8 +137,9 @@ def max_pool_backward(
         const floating* gp
         const int* ap
         floating* dp
-    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='static',
-                        num_threads=n_threads):
+    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
+                        chunksize=_grain(H * W),
+                        num_threads=_threads(n_threads, N * C)):
         gp = &dy[0, 0, 0, 0] + plane * OH * OW
         ap = &argmax[0, 0, 0, 0] + plane * OH * OW
         dp = &dx[0, 0, 0, 0] + plane * H * W
@@ -143,8 +167,9 @@ def sum_pool_forward(
         const floating* xp
         const floating* row
         floating* yp
-    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='static',
-                        num_threads=n_threads):
+    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
+                        chunksize=_grain(H * W),
+                        num_threads=_threads(n_threads, N * C)):
         xp = &x[0, 0, 0, 0] + plane * H * W
         yp = &out[0, 0, 0, 0] + plane * OH * OW
         for oh in range(OH):
@@ -180,8 +205,9 @@ def l2_pool_backward(
         const floating* yp
         const floating* gp
         floating* dp
-    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='static',
-                        num_threads=n_threads):
+    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
+                        chunksize=_grain(H * W),
+                        num_threads=_threads(n_threads, N * C)):
         xp = &x[0, 0, 0, 0] + plane * H * W
         yp = &y[0, 0, 0, 0] + plane * OH * OW
         gp = &dy[0, 0, 0, 0] + plane * OH * OW
@@ -214,8 +240,9 @@ def avg_pool_backward(
         floating inv = <floating> (1.0 / (KH * KW))
         const floating* gp
         floating* dp
-    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='static',
-                        num_threads=n_threads):
+    for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
+                        chunksize=_grain(H * W),
+                        num_threads=_threads(n_threads, N * C)):
         gp = &dy[0, 0, 0, 0] + plane * OH * OW
         dp = &dx[0, 0, 0, 0] + plane * H * W
         memset(dp, 0, <size_t> H * W * sizeof(floating))

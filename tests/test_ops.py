@@ -125,6 +125,25 @@ def test_max_pool_ties_go_to_first_maximum():
     np.testing.assert_array_equal(dx, [[[[0.0, 1.0], [0.0, 0.0]]]])
 
 
+@pytest.mark.parametrize("size", [2, 3, (2, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_propagates_nan_from_any_position(size, dtype):
+    kh, kw = (size, size) if np.isscalar(size) else size
+    for pos in range(kh * kw):
+        for second in (None, (pos + 1) % (kh * kw)):
+            window = np.arange(kh * kw, dtype=dtype)
+            window[pos] = np.nan
+            if second is not None and second > pos:
+                window[second] = np.nan  # two NaNs: the first one wins
+            x = window.reshape(1, 1, kh, kw)
+            y = ops.pool2d(x, size, kind="max")
+            assert np.isnan(y).all(), (pos, y)
+            dx = ops.pool2d_grad(np.ones_like(y), x, size, kind="max")
+            expected = np.zeros(kh * kw)
+            expected[pos] = 1
+            np.testing.assert_array_equal(dx.ravel(), expected)
+
+
 def test_l2_pool_zero_window_has_zero_gradient():
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 0, 0] = 2.0
