@@ -70,7 +70,10 @@ def _openmp_flags():
 
 def extensions():
     omp = _openmp_flags()
-    compile_args = ["-O3"] if sys.platform != "win32" else ["/O2"]
+    # -fno-math-errno: sqrt need not set errno, so loops calling it vectorise
+    # (nothing here reads errno).
+    compile_args = (["-O3", "-fno-math-errno"] if sys.platform != "win32"
+                    else ["/O2"])
     link_args = []
     if omp is None:
         warnings.warn(
@@ -84,7 +87,7 @@ def extensions():
         compile_args += omp[0]
         link_args += omp[1]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
-    names = ["_openmp", "_conv", "_pool"]
+    names = ["_openmp", "_conv", "_pool", "_optim"]
     exts = [
         Extension(
             f"pyconvnet.{name}",

@@ -8,9 +8,12 @@ adaptive schedule.
 An optimizer updates the network's one flat parameter array in place from its
 one flat gradient array (see ``Network``): a step is a handful of vectorised
 passes, whatever the number of layers, and the state (velocities, moments)
-is one flat array each. Scratch for the step is allocated once.
+is one flat array each, and a step is one compiled pass over them
+(``pyconvnet._optim``).
 """
 import numpy as np
+
+from . import _optim
 
 
 class _Optimizer:
@@ -19,16 +22,6 @@ class _Optimizer:
     def __init__(self, params, learning_rate_init):
         self.learning_rate_init = learning_rate_init
         self.learning_rate = float(learning_rate_init)
-        self._tmp = np.empty_like(params)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_tmp"] = state["_tmp"].size  # scratch, rebuilt on unpickling
-        return state
-
-    def __setstate__(self, state):
-        state["_tmp"] = np.empty(state["_tmp"], dtype=self._state_dtype(state))
-        self.__dict__.update(state)
 
     def iteration_ends(self, time_step):
         """Called after each epoch with the number of samples seen so far."""
@@ -49,25 +42,11 @@ class SGD(_Optimizer):
         self.power_t = power_t
         self.velocity = np.zeros_like(params)
 
-    @staticmethod
-    def _state_dtype(state):
-        return state["velocity"].dtype
-
     def update(self, params, grads):
         """One step on the flat arrays, in place:
         v = mu * v - lr * g;  p += v  (Nesterov: p += mu * v - lr * g)."""
-        dt = params.dtype.type
-        lr, mu = dt(self.learning_rate), dt(self.momentum)
-        v, tmp = self.velocity, self._tmp
-        v *= mu
-        np.multiply(grads, lr, out=tmp)
-        v -= tmp
-        if self.nesterov:
-            params -= tmp
-            np.multiply(v, mu, out=tmp)
-            params += tmp
-        else:
-            params += v
+        _optim.sgd_step(params, grads, self.velocity, self.learning_rate,
+                        self.momentum, self.nesterov)
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -101,29 +80,12 @@ class Adam(_Optimizer):
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)
 
-    @staticmethod
-    def _state_dtype(state):
-        return state["m"].dtype
-
     def update(self, params, grads):
         """One step on the flat arrays, in place."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
         lr = (self.learning_rate_init * np.sqrt(1 - b2 ** self.t)
               / (1 - b1 ** self.t))
-        dt = params.dtype.type
-        m, v, tmp = self.m, self.v, self._tmp
-        m *= dt(b1)
-        np.multiply(grads, dt(1 - b1), out=tmp)
-        m += tmp
-        v *= dt(b2)
-        np.multiply(grads, grads, out=tmp)
-        tmp *= dt(1 - b2)
-        v += tmp
-        # p -= lr * m / (sqrt(v) + eps)
-        np.sqrt(v, out=tmp)
-        tmp += dt(self.epsilon)
-        np.divide(m, tmp, out=tmp)
-        tmp *= dt(lr)
-        params -= tmp
+        _optim.adam_step(params, grads, self.m, self.v, lr, b1, b2,
+                         self.epsilon)
         self.learning_rate = lr
