@@ -53,6 +53,15 @@ cdef inline bint _takes_over(floating v, floating best) noexcept nogil:
     return v > best or (v != v and best == best)
 
 
+cdef inline bint _has_nan(const floating* p, Py_ssize_t n) noexcept nogil:
+    """Whether a plane holds a NaN; a vectorised count, no early exit."""
+    cdef Py_ssize_t k
+    cdef int count = 0
+    for k in range(n):
+        count += p[k] != p[k]
+    return count != 0
+
+
 cdef inline void _max_pool_2x2(const floating* xp, floating* yp, int* ap,
                                int W, int OH, int OW) noexcept nogil:
     """The common 2x2 window at stride 2, unrolled and free of branches; the
@@ -74,12 +83,14 @@ cdef inline void _max_pool_2x2(const floating* xp, floating* yp, int* ap,
             ic = ia + W
             # Indices by arithmetic on the comparisons: a branch here is
             # mispredicted half the time and made this loop 3x slower.
-            itop = ia + <int> _takes_over(b, a)
-            top = b if _takes_over(b, a) else a
-            ibottom = ic + <int> _takes_over(d, c)
-            bottom = d if _takes_over(d, c) else c
-            lower = <int> _takes_over(bottom, top)
-            yp[oh * OW + ow] = bottom if lower else top
+            # (NaN-free planes only: comparisons with NaN need the slower
+            # general loop.)
+            itop = ia + <int> (b > a)
+            top = b if b > a else a
+            ibottom = ic + <int> (d > c)
+            bottom = d if d > c else c
+            lower = <int> (bottom > top)
+            yp[oh * OW + ow] = bottom if bottom > top else top
             ap[oh * OW + ow] = itop + lower * (ibottom - itop)
 
 
@@ -105,7 +116,8 @@ def max_pool_forward(
         xp = &x[0, 0, 0, 0] + plane * H * W
         yp = &out[0, 0, 0, 0] + plane * OH * OW
         ap = &argmax[0, 0, 0, 0] + plane * OH * OW
-        if KH == 2 and KW == 2 and SH == 2 and SW == 2:
+        if (KH == 2 and KW == 2 and SH == 2 and SW == 2
+                and not _has_nan(xp, H * W)):
             _max_pool_2x2(xp, yp, ap, W, OH, OW)
             continue
         for oh in range(OH):
