@@ -20,7 +20,7 @@ from ._augment import AUGMENT_KINDS, augment_batch
 from ._network import build_network
 from ._optimizers import SGD, Adam
 from ._threads import ThreadGovernor, blas_single_threaded, effective_n_threads
-from .ops import POOL_KINDS
+from .ops import INT_MAX, POOL_KINDS
 
 # predict_proba works through the data this many samples at a time, so memory
 # stays bounded whatever the number of samples.
@@ -54,12 +54,12 @@ def _check_conv_layers(conv_layers):
             pair = [part] if i == 0 or np.ndim(part) == 0 else list(part)
             if (i > 0 and len(pair) not in (1, 2)) or not all(
                 isinstance(v, (Integral, np.integer)) and not isinstance(v, bool)
-                and v >= 1 for v in pair
+                and 1 <= v <= INT_MAX for v in pair
             ):
                 raise ValueError(
                     "n_filters, kernel_size and stride in conv_layers must be "
-                    f"positive ints (kernel_size and stride may be (h, w) pairs), "
-                    f"got {spec!r}"
+                    f"ints in [1, {INT_MAX}] (kernel_size and stride may be "
+                    f"(h, w) pairs), got {spec!r}"
                 )
             values.append(tuple(int(v) for v in pair) * (2 if len(pair) == 1 and i else 1))
         n_filters = values[0][0]
@@ -70,12 +70,15 @@ def _check_conv_layers(conv_layers):
 
 
 def _check_sizes(value, name, allow_pair=True):
-    sizes = np.atleast_1d(np.asarray(value, dtype=object))
-    if sizes.ndim != 1 or not all(
-        isinstance(v, (Integral, np.integer)) and not isinstance(v, bool) and v >= 1
-        for v in sizes
+    try:
+        sizes = np.atleast_1d(np.asarray(value, dtype=object))
+    except (ValueError, TypeError, RecursionError):
+        sizes = None
+    if sizes is None or sizes.ndim != 1 or not all(
+        isinstance(v, (Integral, np.integer)) and not isinstance(v, bool)
+        and 1 <= v <= INT_MAX for v in sizes
     ):
-        raise ValueError(f"{name} must hold positive ints, got {value!r}")
+        raise ValueError(f"{name} must hold ints in [1, {INT_MAX}], got {value!r}")
     return tuple(int(v) for v in sizes)
 
 
@@ -419,6 +422,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _fit(self, X, y, sample_weight, incremental):
+        n_threads = effective_n_threads(self.n_threads)
         first_pass = not hasattr(self, "_network") or (
             not self.warm_start and not incremental
         )
@@ -497,10 +501,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 self._optimizer = Adam(params, self.learning_rate_init,
                                        self.beta_1, self.beta_2, self.epsilon)
 
-        n_threads = effective_n_threads(self.n_threads)
         self._network.set_threads(n_threads)
         with blas_single_threaded():
-            self._train(X, y_idx, sample_weight, incremental)
+            self._train(X, y_idx, sample_weight, incremental, n_threads)
         return self
 
     def _publish_architecture(self):
@@ -522,7 +525,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         lines.append(f"{'total':<22}{'':<18}{total:>10,}")
         return "\n".join(lines)
 
-    def _train(self, X, y, sample_weight, incremental):
+    def _train(self, X, y, sample_weight, incremental, n_threads):
         rng = self._random_state
         early_stopping = self.early_stopping and not incremental
         if early_stopping:
@@ -547,8 +550,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         total_weight = float(sample_weight.sum())
         progress = _progress_factory(self.verbose, n_samples, batch_size)
         snapshot = params.copy()
-        governor = ThreadGovernor(network.set_threads,
-                                  effective_n_threads(self.n_threads))
+        governor = ThreadGovernor(network.set_threads, n_threads)
         epoch = 0
         try:
             for epoch in range(max_epochs):

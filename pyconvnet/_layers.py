@@ -15,6 +15,8 @@ Every layer has
 Layers keep what their backward pass needs from the last forward pass. They
 reach the compiled kernels only through ``pyconvnet.ops``.
 """
+import os
+
 import numpy as np
 from scipy.special import expit
 
@@ -99,10 +101,16 @@ class Conv2D(Layer):
     kind = "conv"
 
     def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
-                 activation, init_scale, rng, dtype):
+                 activation, init_scale, rng, dtype, name="a conv layer"):
         super().__init__()
         self.activation = activation
         c, h, w = in_shape
+        # Sizes the kernels compute in C ints, and the per-thread workspace
+        # (the im2col matrix and its gradient, for every CPU at most),
+        # checked before a single weight is drawn.
+        ops._check_conv_geometry((1, c, h, w), (n_filters, c) + tuple(kernel_size),
+                                 stride, padding, np.dtype(dtype).itemsize,
+                                 2 * (os.cpu_count() or 1), what=name)
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding

@@ -30,7 +30,7 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
     layers = []
     shape = tuple(image_shape)
     scale = INIT_SCALE[activation]
-    for spec in conv_layers:
+    for number, spec in enumerate(conv_layers, 1):
         n_filters, kernel = int(spec[0]), _pair(spec[1])
         stride = _pair(spec[2]) if len(spec) > 2 else (1, 1)
         pad = (0, 0)
@@ -44,7 +44,7 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
         else:
             kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
         conv = Conv2D(shape, n_filters, kernel, stride, pad, activation, scale,
-                      rng, dtype)
+                      rng, dtype, name=f"conv layer {number}")
         layers.append(conv)
         shape = conv.out_shape
         if pooling is not None:

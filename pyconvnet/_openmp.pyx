@@ -28,28 +28,44 @@ def openmp_enabled():
     return bool(PYCONVNET_OPENMP)
 
 
+# At most this many threads per CPU: more only adds barrier waits, and an
+# unbounded count (100,000) made the OpenMP runtime itself crash.
+MAX_THREADS_PER_CPU = 4
+
+
+def max_threads():
+    """The largest ``n_threads`` accepted: 4 per CPU of this machine."""
+    return MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
 def effective_n_threads(n_threads=None):
     """Resolve a user's ``n_threads`` to a positive int.
 
     ``None`` follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl limits), capped
     by the number of CPUs this process may use. A negative value counts back
-    from the number of CPUs, as in joblib: -1 is all of them.
+    from the number of CPUs, as in joblib: -1 is all of them. Accepted:
+    ``1 <= n_threads <= max_threads()`` (4 per CPU) and
+    ``-n_cpus <= n_threads <= -1``; anything else is a ValueError.
     """
     if n_threads is not None and (
         isinstance(n_threads, bool) or not isinstance(n_threads, (int,))
         and not hasattr(n_threads, "__index__")
     ):
         raise TypeError(f"n_threads must be None or an int, got {n_threads!r}")
-    if n_threads is not None:
-        n_threads = int(n_threads)
-        if n_threads == 0:
-            raise ValueError("n_threads must be None or a non-zero int, got 0")
-    if not PYCONVNET_OPENMP:
-        return 1
     try:
         n_cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         n_cpus = os.cpu_count() or 1
+    if n_threads is not None:
+        n_threads = int(n_threads)
+        if n_threads == 0 or n_threads > max_threads() or n_threads < -n_cpus:
+            raise ValueError(
+                f"n_threads must be None, an int in [1, {max_threads()}] (4 per "
+                f"CPU) or in [-{n_cpus}, -1] (counting back from the CPUs), "
+                f"got {n_threads}"
+            )
+    if not PYCONVNET_OPENMP:
+        return 1
     if n_threads is None:
         return max(1, min(omp_get_max_threads(), n_cpus))
     if n_threads < 0:

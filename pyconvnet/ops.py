@@ -21,6 +21,7 @@ of one float dtype; the network layers use them on every batch.
 """
 import numbers
 import operator
+import os
 
 import numpy as np
 
@@ -33,10 +34,76 @@ POOL_KINDS = ("max", "l2", "avg")
 
 
 # --------------------------------------------------------------------------
+# Limits
+# --------------------------------------------------------------------------
+# The kernels index in C ints (and BLAS takes int sizes), so every size they
+# compute must fit one: strides and paddings, the padded image, and the
+# products C*H*W, K*P, F*P and H*W (K = C*KH*KW rows and P = OH*OW columns of
+# a sample's im2col matrix). Larger requests are refused with a ValueError
+# naming the argument, before any kernel runs.
+INT_MAX = 2**31 - 1
+
+
+def _physical_memory():
+    """Bytes of RAM on this machine (None if the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_workspace(n_bytes, what):
+    """Refuse a working buffer larger than the machine's memory: allocating
+    it would fail or, with overcommit, end the process when it is touched."""
+    total = _physical_memory()
+    if total is not None and n_bytes > total:
+        raise ValueError(
+            f"{what} needs {n_bytes / 2**30:,.1f} GiB of working memory, more "
+            f"than this machine's {total / 2**30:,.1f} GiB; use a smaller "
+            "kernel, input or batch, or a stride"
+        )
+
+
+def _check_conv_geometry(x_shape, w_shape, stride, padding, itemsize=4,
+                         n_buffers=1, what="the convolution"):
+    """Check that a convolution's sizes fit the kernels' C ints and that its
+    per-thread im2col workspace (``n_buffers`` of K*P values) fits memory.
+
+    ``x_shape`` is (N, C, H, W) and ``w_shape`` (F, C, KH, KW); stride and
+    padding are (h, w) pairs already checked by ``_pair``.
+    """
+    _, c, h, w = x_shape
+    f, _, kh, kw = w_shape
+    for label, size, pad in (("height", h, padding[0]), ("width", w, padding[1])):
+        if size + 2 * pad > INT_MAX:
+            raise ValueError(
+                f"{what}: the padded input {label} {size} + 2*{pad} exceeds "
+                f"{INT_MAX}; use a smaller padding"
+            )
+    oh, ow = (_conv_out_size(h, kh, stride[0], padding[0]),
+              _conv_out_size(w, kw, stride[1], padding[1]))
+    k, p = c * kh * kw, oh * ow
+    for label, value in (("n_channels * height * width", c * h * w),
+                         ("the weights (n_filters * n_channels * kernel_height"
+                          " * kernel_width)", f * k),
+                         ("n_channels * kernel_height * kernel_width", k),
+                         ("out_height * out_width", p),
+                         ("n_filters * out_height * out_width", f * p),
+                         ("the im2col matrix (kernel size x output size)", k * p)):
+        if value > INT_MAX:
+            raise ValueError(
+                f"{what}: {label} = {value:,} exceeds {INT_MAX:,}, the largest "
+                "size the compiled kernels index; use a smaller input, kernel "
+                "or padding, or a larger stride"
+            )
+    _check_workspace(n_buffers * k * p * itemsize, what)
+
+
+# --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
-def _pair(value, name, minimum):
-    """An int or a pair of ints, each >= minimum, as a tuple (h, w)."""
+def _pair(value, name, minimum, maximum=INT_MAX):
+    """An int or a pair of ints, each in [minimum, maximum], as (h, w)."""
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
         value, bool
     ):
@@ -54,6 +121,8 @@ def _pair(value, name, minimum):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(pair) > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return pair
 
 
@@ -104,7 +173,7 @@ def _conv_out_size(size, kernel, stride, pad):
     return (size + 2 * pad - kernel) // stride + 1
 
 
-def _validate_conv(x, weight, stride, padding):
+def _validate_conv(x, weight, stride, padding, n_threads, n_buffers):
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
     x_doc = "(n_samples, n_channels, height, width)"
@@ -126,6 +195,9 @@ def _validate_conv(x, weight, stride, padding):
                 f"{x.shape[axis]} + 2*{p}; weight shape {weight.shape}, "
                 f"x shape {x.shape}"
             )
+    threads = max(1, min(n_threads, x.shape[0]))
+    _check_conv_geometry(x.shape, weight.shape, stride, padding, x.itemsize,
+                         n_buffers * threads)
     return stride, padding
 
 
@@ -144,6 +216,11 @@ def _validate_pool(x, size, stride, kind):
     size = _pair(size, "size", 1)
     stride = size if stride is None else _pair(stride, "stride", 1)
     _check_nonempty(x, "x", "(n_samples, n_channels, height, width)")
+    if x.shape[2] * x.shape[3] > INT_MAX:
+        raise ValueError(
+            f"x: height * width = {x.shape[2] * x.shape[3]:,} exceeds "
+            f"{INT_MAX:,}, the largest plane the pooling kernels index"
+        )
     for axis, label in ((2, "height"), (3, "width")):
         if size[axis - 2] > x.shape[axis]:
             raise ValueError(
@@ -209,13 +286,13 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, n_threads=None):
     arrays = _prepare(arrays, names, [4, 4, 1], docs)
     x, weight = arrays[:2]
     bias = arrays[2] if len(arrays) == 3 else None
-    stride, padding = _validate_conv(x, weight, stride, padding)
+    n_threads = effective_n_threads(n_threads)
+    stride, padding = _validate_conv(x, weight, stride, padding, n_threads, 1)
     if bias is not None and bias.shape[0] != weight.shape[0]:
         raise ValueError(
             f"bias must have shape (n_filters,) = ({weight.shape[0]},), "
             f"got {bias.shape}"
         )
-    n_threads = effective_n_threads(n_threads)
     with blas_single_threaded():
         return _conv_forward(x, weight, bias, stride, padding, n_threads)
 
@@ -255,10 +332,10 @@ def conv2d_grad(dy, x, weight, *, stride=1, padding=0, input_grad=True,
             "(n_filters, n_channels, kernel_height, kernel_width)",
         ],
     )
-    stride, padding = _validate_conv(x, weight, stride, padding)
+    n_threads = effective_n_threads(n_threads)
+    stride, padding = _validate_conv(x, weight, stride, padding, n_threads, 2)
     _check_dy(dy, _conv_output_shape(x.shape, weight.shape, stride, padding),
               "convolution")
-    n_threads = effective_n_threads(n_threads)
     with blas_single_threaded():
         return _conv_backward(dy, x, weight, stride, padding, bool(input_grad),
                               n_threads)

@@ -137,3 +137,107 @@ def test_estimator_on_random_small_data(n_samples, n_features, n_classes, poolin
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
     with pytest.raises(ValueError):
         model.predict(X[:, :-1] if n_features > 1 else np.ones((2, 2)))
+
+
+# --------------------------------------------------------------------------
+# Sizes near the C int limits and allocations larger than the machine: run in
+# a child interpreter, which must answer every case with a clean exception (or
+# a correct result) and exit normally — a crash would kill the child, not the
+# test run.
+# --------------------------------------------------------------------------
+_CHILD = r"""
+import json, sys, warnings
+import numpy as np
+from pyconvnet import ConvNetClassifier, ops
+warnings.simplefilter("ignore")
+out = []
+for kind, args in json.loads(sys.stdin.read()):
+    try:
+        if kind == "conv":
+            xs, ws, stride, padding, n_threads, grad = args
+            x = np.ones(xs, np.float32)
+            w = np.ones(ws, np.float32)
+            if grad:
+                y = ops.conv2d(x, w, stride=stride, padding=padding, n_threads=n_threads)
+                ops.conv2d_grad(y, x, w, stride=stride, padding=padding, n_threads=n_threads)
+            else:
+                ops.conv2d(x, w, stride=stride, padding=padding, n_threads=n_threads)
+        elif kind == "pool":
+            xs, size, stride = args
+            ops.pool2d(np.ones(xs, np.float32), size, stride=stride)
+        else:
+            conv_layers, image, n_threads = args
+            X = np.ones((4,) + tuple(image), np.float32)
+            ConvNetClassifier(conv_layers=[tuple(c) for c in conv_layers],
+                              max_iter=1, n_threads=n_threads).fit(X, [0, 1, 0, 1])
+        out.append("ok")
+    except (ValueError, TypeError, MemoryError) as exc:
+        out.append(type(exc).__name__)
+print(json.dumps(out))
+"""
+
+big_ints = st.one_of(st.integers(1, 40), st.integers(2**15, 2**17),
+                     st.integers(2**31 - 3, 2**31 + 3), st.just(10**30))
+
+
+@st.composite
+def hostile_cases(draw):
+    kind = draw(st.sampled_from(["conv", "pool", "fit"]))
+    small = st.integers(1, 6)
+    if kind == "conv":
+        xs = (draw(st.integers(0, 2)), draw(small), draw(st.integers(1, 64)),
+              draw(st.integers(1, 64)))
+        ws = (draw(small), xs[1], draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+        stride = (draw(big_ints), draw(big_ints))
+        padding = (draw(st.one_of(st.integers(0, 3), big_ints)),
+                   draw(st.one_of(st.integers(0, 3), big_ints)))
+        n_threads = draw(st.one_of(st.none(), st.integers(-3, 3), big_ints))
+        return kind, [xs, ws, stride, padding, n_threads, draw(st.booleans())]
+    if kind == "pool":
+        xs = (draw(st.integers(0, 2)), draw(small), draw(st.integers(1, 32)),
+              draw(st.integers(1, 32)))
+        return kind, [xs, draw(big_ints), draw(st.one_of(st.none(), big_ints))]
+    layers = draw(st.lists(st.tuples(st.integers(1, 8), big_ints, big_ints),
+                           min_size=1, max_size=2))
+    image = (draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+    n_threads = draw(st.one_of(st.none(), st.integers(1, 2), big_ints))
+    return kind, [[list(l) for l in layers], image, n_threads]
+
+
+@settings(max_examples=5, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(hostile_cases(), min_size=20, max_size=20))
+def test_hostile_sizes_never_crash(cases):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(cases),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:], cases)
+    answers = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(answers) == len(cases)
+
+
+def test_reported_crashes_raise_cleanly():
+    """The cases that killed the interpreter: each is now a ValueError."""
+    import json
+    import subprocess
+    import sys
+
+    cases = [
+        ["conv", [[1, 1, 1000, 1000], [1, 1, 500, 500], 1, 0, None, False]],
+        ["fit", [[[8, 300]], [3, 224, 224], None]],
+        ["conv", [[1, 1, 1, 1], [1, 1, 1, 1], 1, 23171, None, False]],
+        ["conv", [[2, 1, 8, 8], [3, 1, 5, 5], 2**31, 0, None, True]],
+        ["conv", [[2, 1, 8, 8], [3, 1, 5, 5], 10**30, 0, None, False]],
+        ["conv", [[2, 1, 8, 8], [3, 1, 5, 5], 1, 2**31, None, False]],
+        ["conv", [[2, 1, 8, 8], [3, 1, 5, 5], 1, 0, 2**31, False]],
+        ["conv", [[2, 1, 8, 8], [3, 1, 5, 5], 1, 0, 100000, False]],
+        ["fit", [[[3, 5, 2**31]], [1, 8, 8], None]],
+        ["fit", [[[3, 5]], [1, 8, 8], 100000]],
+    ]
+    proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(cases),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["ValueError"] * len(cases)
