@@ -114,8 +114,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         window larger than its input is shrunk to it.
     hidden_layer_sizes : tuple of int, default=(100,)
         Fully connected layers after the convolutional stack.
-    activation : {"relu", "sigmoid", "tanh"}, default="relu"
+    activation : {"relu", "logistic", "sigmoid", "tanh", "identity"}, default="relu"
         Activation of the hidden layers, convolutional and fully connected.
+        MLPClassifier's names: "logistic" is the sigmoid (both names are
+        accepted, so MLPClassifier's grids carry over), "identity" no
+        activation at all.
     dropout : float in [0, 1), default=0.0
         Dropout rate on the fully connected hidden layers, training only.
     solver : {"adam", "sgd"}, default="adam"
@@ -152,7 +155,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False
         Hold out a stratified ``validation_fraction`` of the training data,
-        stop when its accuracy stops improving, and keep the best weights.
+        stop when its accuracy (weighted by ``sample_weight``) stops
+        improving, and keep the best weights. As in MLPClassifier, a class
+        with a single sample cannot be stratified and raises ValueError, and
+        ``partial_fit`` refuses ``early_stopping=True``.
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's parameters.
@@ -204,11 +210,13 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     intercepts_ : list of ndarray
         The biases of the same layers.
     n_iter_ : int
-        Epochs run.
+        Epochs run by the last call to ``fit`` (or 1 after ``partial_fit``),
+        as in scikit-learn >= 1.9.
     t_ : int
-        Training samples seen.
-    loss_ : float
-        The last epoch's loss.
+        Training samples seen since the first fit.
+    loss_ : float or None
+        The last epoch's loss; None when training was interrupted
+        (KeyboardInterrupt) before a first epoch ended.
     loss_curve_ : list of float
     best_loss_ : float or None
         None with ``early_stopping``.
@@ -226,7 +234,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         "pooling": [StrOptions(set(POOL_KINDS)), None],
         "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"relu", "sigmoid", "tanh"})],
+        "activation": [StrOptions({"relu", "sigmoid", "logistic", "tanh",
+                                   "identity"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "solver": [StrOptions({"sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -325,10 +334,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # Input handling
     # ------------------------------------------------------------------
-    def _input_dtypes(self):
+    def _input_dtypes(self, reset=False):
         if self.dtype is not None:
             return np.dtype(self.dtype).type
-        if hasattr(self, "_dtype"):
+        if hasattr(self, "_dtype") and not reset:
+            # Predicting, or continuing a fit: the fitted precision. A new
+            # fit (reset) takes the precision of its own X.
             return self._dtype
         # Keep float64 and float32 as they are; anything else -> float32.
         return [np.float32, np.float64]
@@ -340,11 +351,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if ndim is None and isinstance(X, (list, tuple)):
             ndim = np.ndim(X)
         if not sparse.issparse(X) and not hasattr(X, "iloc") and (ndim or 0) > 2:
-            X = check_array(X, allow_nd=True, dtype=self._input_dtypes(),
+            X = check_array(X, allow_nd=True, dtype=self._input_dtypes(reset),
                             ensure_all_finite=True)
             nd_shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
             X = X.reshape(X.shape[0], -1)
-        kwargs = dict(dtype=self._input_dtypes(), ensure_all_finite=True,
+        kwargs = dict(dtype=self._input_dtypes(reset), ensure_all_finite=True,
                       order="C", reset=reset)
         if y is None:
             X = validate_data(self, X, **kwargs)
@@ -415,6 +426,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         """
         if not hasattr(self, "classes_"):
             self._validate_params()
+        if self.early_stopping:
+            # As MLPClassifier: a held-out split of one batch means nothing.
+            raise ValueError("partial_fit does not support early_stopping=True")
         if _check_partial_fit_first_call(self, classes):
             # A first call: forget any earlier fit.
             for attr in ("_network", "_optimizer"):
@@ -430,6 +444,14 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(f"y must be a 1-D array of class labels, got {type_of_target(y)}")
+        if not first_pass and not incremental:
+            seen = np.unique(y)
+            if set(seen.tolist()) != set(self.classes_.tolist()):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same "
+                    "classes as in the previous call to fit. Previously "
+                    f"got {self.classes_}, `y` has {seen}"
+                )
         classes = self.classes_ if incremental or not first_pass else np.unique(y)
         if len(classes) < 2:
             raise ValueError(
@@ -529,9 +551,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         rng = self._random_state
         early_stopping = self.early_stopping and not incremental
         if early_stopping:
-            X, X_val, y, y_val, sample_weight = _validation_split(
+            X, X_val, y, y_val, sample_weight, sw_val = _validation_split(
                 X, y, sample_weight, self.validation_fraction, rng)
             self._best_params = self._network.flat_params.copy()
+        # As in scikit-learn >= 1.9, n_iter_ counts the epochs of this call;
+        # t_ counts every sample seen since the first fit.
+        self.n_iter_ = 0
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(64, n_samples)
@@ -590,7 +615,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 self._optimizer.iteration_ends(self.t_)
                 elapsed = time.perf_counter() - start
                 if early_stopping:
-                    score = float(np.mean(self._predict_idx(X_val) == y_val))
+                    score = float(np.average(self._predict_idx(X_val) == y_val,
+                                             weights=sw_val))
                     self.validation_scores_.append(score)
                 if self.verbose:
                     msg = f"Epoch {self.n_iter_}, loss = {self.loss_:.8f}"
@@ -629,6 +655,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             # the last finished epoch only if something went wrong.
             if not np.isfinite(params).all():
                 params[...] = snapshot
+            if not hasattr(self, "loss_"):
+                # Interrupted in the first epoch: no epoch's loss exists yet,
+                # and a model that predicts must also save.
+                self.loss_ = None
             warnings.warn(
                 f"Training interrupted by the user after {self.n_iter_} "
                 "epochs; the model keeps the weights it had reached.",
@@ -741,18 +771,17 @@ def _diverged(what, epoch):
 
 
 def _validation_split(X, y, sample_weight, fraction, rng):
-    """Hold out ``fraction`` of the data: stratified when every class has two
-    members and the split can hold each class, plain otherwise."""
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    try:
-        parts = train_test_split(X, y, sample_weight, random_state=rng,
-                                 test_size=fraction, stratify=stratify)
-    except ValueError:
-        parts = train_test_split(X, y, sample_weight, random_state=rng,
-                                 test_size=fraction)
-    X, X_val, y, y_val, sample_weight, _ = parts
-    return X, X_val, y, y_val, sample_weight
+    """Hold out a stratified ``fraction`` of the data, as MLPClassifier does:
+    a class with a single member, or a split too small to hold every class,
+    is a ValueError rather than a silently unstratified split."""
+    X, X_val, y, y_val, sample_weight, sw_val = train_test_split(
+        X, y, sample_weight, random_state=rng, test_size=fraction, stratify=y)
+    if X_val.shape[0] < 2:
+        raise ValueError(
+            "The validation set is too small. Increase 'validation_fraction' "
+            "or the size of your dataset."
+        )
+    return X, X_val, y, y_val, sample_weight, sw_val
 
 
 def _progress_factory(verbose, n_samples, batch_size):

@@ -255,6 +255,9 @@ class Activation(Layer):
         return self.name
 
     def forward(self, x, training):
+        if self.name == "identity":
+            self._y = x
+            return x
         if self.name == "relu":
             y = np.maximum(x, 0)
         elif self.name == "sigmoid":
@@ -266,6 +269,8 @@ class Activation(Layer):
 
     def backward(self, dy):
         y = self._y
+        if self.name == "identity":
+            return dy
         if self.name == "relu":
             return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
         if self.name == "sigmoid":

@@ -12,7 +12,10 @@ from ._layers import Activation, Conv2D, Dense, Dropout, Flatten, Pool2D
 
 # Variance scale of the initial weights: He initialisation for ReLU,
 # N(0, 1/n_in) for sigmoid and tanh (and for the softmax output).
-INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0}
+INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0, "identity": 1.0}
+
+# MLPClassifier's name for the sigmoid.
+ALIASES = {"logistic": "sigmoid"}
 
 
 def _pair(v):
@@ -29,6 +32,7 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
     """
     layers = []
     shape = tuple(image_shape)
+    activation = ALIASES.get(activation, activation)
     scale = INIT_SCALE[activation]
     for number, spec in enumerate(conv_layers, 1):
         n_filters, kernel = int(spec[0]), _pair(spec[1])

@@ -47,7 +47,9 @@ def test_loaded_model_keeps_training(fitted, tmp_path):
     pyconvnet.save(model, tmp_path / "m.npz")
     loaded = pyconvnet.load(tmp_path / "m.npz")
     loaded.partial_fit(X[:50], model.predict(X[:50]))
-    assert loaded.n_iter_ == model.n_iter_ + 1
+    assert loaded.n_iter_ == 1
+    assert loaded.loss_curve_ == model.loss_curve_ + loaded.loss_curve_[-1:]
+    assert loaded.t_ == model.t_ + 50
 
 
 def _rewrite(path, out, change):
