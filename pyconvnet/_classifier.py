@@ -351,9 +351,17 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if ndim is None and isinstance(X, (list, tuple)):
             ndim = np.ndim(X)
         if not sparse.issparse(X) and not hasattr(X, "iloc") and (ndim or 0) > 2:
+            if ndim > 4:
+                raise ValueError(
+                    f"X must be 2-D (n_samples, n_features), 3-D (n_samples, "
+                    f"height, width) or 4-D (n_samples, channels, height, "
+                    f"width); got a {ndim}-D array"
+                )
             X = check_array(X, allow_nd=True, dtype=self._input_dtypes(reset),
                             ensure_all_finite=True)
             nd_shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
+            if reset:
+                _warn_if_channels_last(nd_shape)
             X = X.reshape(X.shape[0], -1)
         kwargs = dict(dtype=self._input_dtypes(reset), ensure_all_finite=True,
                       order="C", reset=reset)
@@ -378,6 +386,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                     f"image_shape {tuple(self.image_shape)} holds "
                     f"{int(np.prod(shape))} values per sample, but X has "
                     f"{n_features} features"
+                )
+            if nd_shape is not None and tuple(nd_shape) != shape:
+                # Reading (n, 28, 28) as, say, (1, 14, 56) would shuffle the
+                # pixels, and predict on the same X would then fail.
+                raise ValueError(
+                    f"image_shape {tuple(self.image_shape)} disagrees with the "
+                    f"images in X, of shape {tuple(nd_shape)}; pass 2-D X "
+                    "(n_samples, n_features) to have its rows reshaped, or "
+                    "leave image_shape=None"
                 )
             return shape
         if nd_shape is not None:
@@ -539,12 +556,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     def architecture_summary(self):
         """The network built, one line per layer, as a printable table."""
         check_is_fitted(self)
-        lines = [f"{'layer':<22}{'output shape':<18}{'params':>10}"]
-        for row in self.layers_:
-            shape = "x".join(str(s) for s in row["output_shape"])
-            lines.append(f"{row['layer']:<22}{shape:<18}{row['n_params']:>10,}")
-        total = sum(r["n_params"] for r in self.layers_)
-        lines.append(f"{'total':<22}{'':<18}{total:>10,}")
+        rows = [(row["layer"], "x".join(str(s) for s in row["output_shape"]),
+                 f"{row['n_params']:,}") for row in self.layers_]
+        rows.append(("total", "", f"{sum(r['n_params'] for r in self.layers_):,}"))
+        # Columns as wide as their longest entry, two spaces apart.
+        name_w = max(len("layer"), *(len(r[0]) for r in rows)) + 2
+        shape_w = max(len("output shape"), *(len(r[1]) for r in rows)) + 2
+        params_w = max(len("params"), *(len(r[2]) for r in rows))
+        lines = [f"{'layer':<{name_w}}{'output shape':<{shape_w}}{'params':>{params_w}}"]
+        lines += [f"{n:<{name_w}}{sh:<{shape_w}}{p:>{params_w}}" for n, sh, p in rows]
         return "\n".join(lines)
 
     def _train(self, X, y, sample_weight, incremental, n_threads):
@@ -768,6 +788,20 @@ def _diverged(what, epoch):
         f"Training diverged in epoch {epoch}: {what}. The weights of the last "
         "finite epoch were kept. Try a smaller learning_rate_init."
     )
+
+
+def _warn_if_channels_last(shape):
+    """Warn when (C, H, W) looks like (H, W, C): the last axis the size of
+    colour channels and the first not."""
+    channels = (1, 3, 4)
+    if shape[2] in channels and shape[0] not in channels and shape[1] > 4:
+        warnings.warn(
+            f"X holds images of shape {tuple(shape)}, read as (channels, "
+            f"height, width) = {shape[0]} channels of {shape[1]}x{shape[2]}; "
+            f"if they are (height, width, channels) images, pass "
+            "X.transpose(0, 3, 1, 2)",
+            UserWarning,
+        )
 
 
 def _validation_split(X, y, sample_weight, fraction, rng):

@@ -447,3 +447,50 @@ def test_augment_in_fit_is_seeded_and_grid_searchable(digits):
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X[:300], y[:300])
     assert set(search.cv_results_["param_augment"]) == {None, "shift"}
+
+
+def test_image_shape_that_disagrees_with_nd_X_raises(digits):
+    X, y = digits
+    images = X[:100].reshape(-1, 8, 8)
+    with pytest.raises(ValueError, match="disagrees with the images"):
+        ConvNetClassifier(image_shape=(4, 16), max_iter=1).fit(images, y[:100])
+    with pytest.raises(ValueError, match="disagrees with the images"):
+        ConvNetClassifier(image_shape=(2, 4, 8), max_iter=1).fit(
+            images.reshape(-1, 1, 8, 8), y[:100])
+    # agreeing shapes are fine, 2-D or 3-D
+    for shape in ((8, 8), (1, 8, 8)):
+        _quiet_fit(ConvNetClassifier(image_shape=shape, **SMALL),
+                   images, y[:100]).predict(images)
+
+
+def test_channels_last_images_warn():
+    rng = np.random.default_rng(0)
+    X = rng.random((6, 16, 16, 3))
+    y = np.arange(6) % 2
+    with pytest.warns(UserWarning, match="transpose"):
+        _quiet_fit(ConvNetClassifier(**SMALL), X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ConvNetClassifier(**SMALL).fit(X.transpose(0, 3, 1, 2), y)
+
+
+def test_five_dimensional_X_raises():
+    X = np.zeros((4, 1, 2, 8, 8))
+    with pytest.raises(ValueError, match="got a 5-D array"):
+        ConvNetClassifier().fit(X, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("params", [{}, {"conv_layers": ((20, 5, 2), (40, (3, 5))),
+                                         "padding": "valid", "activation": "logistic",
+                                         "dropout": 0.25}])
+def test_architecture_summary_columns_line_up(digits, params):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(max_iter=1, **params), X[:60], y[:60])
+    lines = model.architecture_summary().splitlines()
+    shape_col = lines[0].index("output shape")
+    assert all(len(line) == len(lines[0]) for line in lines)
+    for line, row in zip(lines[1:], model.layers_):
+        # each name ends before the shape column, with room to spare
+        assert line[:shape_col].rstrip() == row["layer"]
+        assert line[shape_col - 1] == " "
