@@ -4,13 +4,35 @@ scikit-learn's MLPClassifier on the same train/test split.
 The default data set is scikit-learn's bundled 8x8 digits (no download).
 """
 import argparse
+import os
 import time
 import warnings
 
 import numpy as np
 
 from . import ConvNetClassifier, __version__, openmp_enabled
+from ._classifier import _check_conv_layers, _check_sizes
 from ._threads import effective_n_threads
+
+
+def _number(kind, low, high=None, low_open=False, high_open=True):
+    """An argparse type: a number of ``kind`` in [low, high) (or as told),
+    so that bad values are usage errors before any data is loaded."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or value != value:
+            interval = (("(" if low_open else "[") + f"{low}, "
+                        + ("inf)" if high is None else f"{high}" + (")" if high_open else "]")))
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+    return parse
 
 
 def _load(name, data_home, test_size, random_state):
@@ -57,21 +79,24 @@ def main(argv=None):
     parser.add_argument("--hidden", default="100",
                         help="fully connected layer sizes, comma-separated "
                         "(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=100,
+    parser.add_argument("--epochs", type=_number(int, 1), default=100,
                         help="maximum number of epochs (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64,
+    parser.add_argument("--batch-size", type=_number(int, 1), default=64,
                         help="mini-batch size (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
+    parser.add_argument("--learning-rate", type=_number(float, 0, low_open=True),
+                        default=1e-3,
                         help="initial learning rate (default: %(default)s)")
     parser.add_argument("--pooling", choices=["max", "l2", "avg", "none"],
                         default="max", help="pooling kind (default: %(default)s)")
-    parser.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
+    parser.add_argument("--activation",
+                        choices=["relu", "sigmoid", "logistic", "tanh", "identity"],
                         default="relu", help="activation (default: %(default)s)")
-    parser.add_argument("--dropout", type=float, default=0.0,
+    parser.add_argument("--dropout", type=_number(float, 0, 1), default=0.0,
                         help="dropout on the fully connected layers (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None,
                         help="OpenMP threads (default: all the cores OpenMP allows)")
-    parser.add_argument("--test-size", type=float, default=0.25,
+    parser.add_argument("--test-size", type=_number(float, 0, 1, low_open=True),
+                        default=0.25,
                         help="fraction held out for testing (default: %(default)s)")
     parser.add_argument("--random-state", type=int, default=0,
                         help="seed of the split and of training (default: %(default)s)")
@@ -81,18 +106,8 @@ def main(argv=None):
                         help="no per-epoch progress")
     args = parser.parse_args(argv)
 
-    try:
-        X_train, X_test, y_train, y_test, _ = _load(
-            args.dataset, args.data_home, args.test_size, args.random_state
-        )
-    except FileNotFoundError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    n_threads = effective_n_threads(args.threads)
-    print(f"pyconvnet {__version__} (OpenMP: {'on' if openmp_enabled() else 'off'}, "
-          f"{n_threads} thread{'s' if n_threads != 1 else ''})")
-    print(f"{args.dataset}: {len(X_train)} training and {len(X_test)} test "
-          f"samples, {X_train.shape[1]} features\n")
-
+    # Every argument is checked before any data is loaded: a mistake is a
+    # usage error (exit status 2), never a traceback after a long load.
     try:
         conv_layers = tuple(
             tuple(int(v) for v in spec.split(":")) for spec in args.conv_layers.split(",")
@@ -101,6 +116,27 @@ def main(argv=None):
     except ValueError:
         parser.error("--conv-layers takes FILTERS:KERNEL[:STRIDE],... and "
                      "--hidden takes N,... (integers)")
+    try:
+        _check_conv_layers(conv_layers)
+        _check_sizes(hidden, "--hidden")
+        n_threads = effective_n_threads(args.threads)
+    except ValueError as exc:
+        parser.error(str(exc).replace("n_threads", "--threads")
+                     .replace("conv_layers", "--conv-layers"))
+    if args.data_home is not None and not os.path.isdir(args.data_home):
+        parser.error(f"--data-home {args.data_home!r} is not a folder")
+
+    try:
+        X_train, X_test, y_train, y_test, _ = _load(
+            args.dataset, args.data_home, args.test_size, args.random_state
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"pyconvnet {__version__} (OpenMP: {'on' if openmp_enabled() else 'off'}, "
+          f"{n_threads} thread{'s' if n_threads != 1 else ''})")
+    print(f"{args.dataset}: {len(X_train)} training and {len(X_test)} test "
+          f"samples, {X_train.shape[1]} features\n")
+
     model = ConvNetClassifier(
         conv_layers=conv_layers,
         hidden_layer_sizes=hidden,

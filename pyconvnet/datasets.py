@@ -106,7 +106,8 @@ def load_fashion_mnist(data_home=None, return_X_y=False):
     """Load Fashion-MNIST (60,000 training and 10,000 test images, 28x28).
 
     The IDX files (``train-images-idx3-ubyte[.gz]`` and the three others) are
-    looked for in ``data_home``, then ``$PYCONVNET_DATA`` (and its
+    looked for in ``data_home`` (and its ``fashion-mnist`` subfolder) when it
+    is given, and only there; otherwise in ``$PYCONVNET_DATA`` (and its
     ``fashion-mnist`` subfolder), then ``/usr/share/datasets/fashion-mnist``.
 
     Parameters
@@ -129,13 +130,19 @@ def load_fashion_mnist(data_home=None, return_X_y=False):
         When the files are in none of those folders; the message says how to
         install them.
     """
-    folders = []
     if data_home is not None:
-        folders += [os.fspath(data_home), os.path.join(os.fspath(data_home), "fashion-mnist")]
-    env = os.environ.get("PYCONVNET_DATA")
-    if env:
-        folders += [env, os.path.join(env, "fashion-mnist")]
-    folders.append(_SYSTEM_DIR)
+        # An explicit folder is the only place looked in: falling back to
+        # another copy would train on data the caller did not name.
+        data_home = os.fspath(data_home)
+        if not os.path.isdir(data_home):
+            raise FileNotFoundError(f"data_home {data_home!r} is not a folder")
+        folders = [data_home, os.path.join(data_home, "fashion-mnist")]
+    else:
+        folders = []
+        env = os.environ.get("PYCONVNET_DATA")
+        if env:
+            folders += [env, os.path.join(env, "fashion-mnist")]
+        folders.append(_SYSTEM_DIR)
     paths = {key: _find(name, folders) for key, name in _FILES.items()}
     missing = [_FILES[k] for k, p in paths.items() if p is None]
     if missing:

@@ -494,3 +494,33 @@ def test_architecture_summary_columns_line_up(digits, params):
         # each name ends before the shape column, with room to spare
         assert line[:shape_col].rstrip() == row["layer"]
         assert line[shape_col - 1] == " "
+
+
+@pytest.mark.parametrize("argv", [
+    ["--epochs", "0"], ["--threads", "0"], ["--threads", "100000"],
+    ["--hidden", "0"], ["--batch-size", "0"], ["--learning-rate", "-1"],
+    ["--learning-rate", "nan"], ["--dropout", "1.0"], ["--test-size", "2"],
+    ["--test-size", "0"], ["--conv-layers", "0:5"], ["--conv-layers", "4x3"],
+    ["--data-home", "no/such/folder", "--dataset", "fashion-mnist"],
+])
+def test_main_job_usage_errors_before_loading(argv, capsys, monkeypatch):
+    import pyconvnet.__main__ as cli
+
+    def no_load(*args):
+        raise AssertionError("data loaded before the arguments were checked")
+
+    monkeypatch.setattr(cli, "_load", no_load)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_explicit_data_home_never_falls_back(tmp_path):
+    from pyconvnet.datasets import load_fashion_mnist
+
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        load_fashion_mnist(data_home=tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_fashion_mnist(data_home=tmp_path)  # an empty folder
