@@ -17,7 +17,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_is_fitted, validate_data)
 
 from ._augment import AUGMENT_KINDS, augment_batch
-from ._network import build_network
+from ._network import build_network, plan_network
 from ._optimizers import SGD, Adam
 from ._threads import ThreadGovernor, blas_single_threaded, effective_n_threads
 from .ops import INT_MAX, POOL_KINDS
@@ -488,38 +488,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if sample_weight.sum() <= 0:
             raise ValueError("sample_weight must not sum to zero")
 
-        conv_layers = _check_conv_layers(self.conv_layers)
-        hidden = _check_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
-        if self.pooling is not None:
-            pool = self.pool_size
-            pool = _check_sizes(pool, "pool_size")
-            if len(pool) not in (1, 2):
-                raise ValueError(f"pool_size must be an int or an (h, w) pair, got {self.pool_size!r}")
-
         if first_pass:
-            self._dtype = X.dtype.type
-            self.image_shape_ = self._resolve_image_shape(X.shape[1], nd_shape)
-            self._random_state = check_random_state(self.random_state)
-            self._network = build_network(
-                self.image_shape_, len(self.classes_), conv_layers, self.padding,
-                self.pooling,
-                self.pool_size, hidden, self.activation, self.dropout,
-                self._random_state, self._dtype,
-            )
-            self._optimizer = None
-            self.n_iter_ = 0
-            self.t_ = 0
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping and not incremental:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
-                self.best_loss_ = np.inf
-            self._publish_architecture()
+            self._init_fitted_state(
+                self._resolve_image_shape(X.shape[1], nd_shape), self.classes_,
+                X.dtype.type)
             if self.verbose:
                 print(self.architecture_summary())
         else:
@@ -544,6 +516,45 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         with blas_single_threaded():
             self._train(X, y_idx, sample_weight, incremental, n_threads)
         return self
+
+    def _plan(self, image_shape, n_classes, dtype):
+        """The network's plan for these hyperparameters (checked here)."""
+        if self.pooling is not None:
+            pool = _check_sizes(self.pool_size, "pool_size")
+            if len(pool) not in (1, 2):
+                raise ValueError(
+                    f"pool_size must be an int or an (h, w) pair, got {self.pool_size!r}")
+        return plan_network(
+            image_shape, n_classes, _check_conv_layers(self.conv_layers),
+            self.padding, self.pooling, self.pool_size,
+            _check_sizes(self.hidden_layer_sizes, "hidden_layer_sizes"),
+            self.activation, self.dropout, np.dtype(dtype).itemsize)
+
+    def _init_fitted_state(self, image_shape, classes, dtype, plan=None):
+        """Everything a first fit starts from — and ``load`` too, which then
+        overwrites the weights and the training history: the network built
+        from the one ``random_state`` (which keeps driving shuffling and
+        dropout afterwards), no optimizer yet, an empty history."""
+        plan = self._plan(image_shape, len(classes), dtype) if plan is None else plan
+        self.classes_ = classes
+        self._dtype = dtype
+        self.image_shape_ = tuple(image_shape)
+        self._random_state = check_random_state(self.random_state)
+        self._network = build_network(plan, image_shape, self._random_state, dtype)
+        self._optimizer = None
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+        self._publish_architecture()
 
     def _publish_architecture(self):
         layers = [l for l in self._network.layers if l.params]

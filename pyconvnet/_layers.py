@@ -15,8 +15,6 @@ Every layer has
 Layers keep what their backward pass needs from the last forward pass. They
 reach the compiled kernels only through ``pyconvnet.ops``.
 """
-import os
-
 import numpy as np
 from scipy.special import expit
 
@@ -102,15 +100,11 @@ class Conv2D(Layer):
 
     def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
                  activation, init_scale, rng, dtype, name="a conv layer"):
+        # The sizes were checked against the kernels' limits by
+        # ``plan_network`` before this layer was built.
         super().__init__()
         self.activation = activation
         c, h, w = in_shape
-        # Sizes the kernels compute in C ints, and the per-thread workspace
-        # (the im2col matrix and its gradient, for every CPU at most),
-        # checked before a single weight is drawn.
-        ops._check_conv_geometry((1, c, h, w), (n_filters, c) + tuple(kernel_size),
-                                 stride, padding, np.dtype(dtype).itemsize,
-                                 2 * (os.cpu_count() or 1), what=name)
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding

@@ -1,13 +1,17 @@
 """The network: a chain of layers with a softmax output and the
 log-likelihood (cross-entropy) cost.
 
-``build_network`` turns the estimator's hyperparameters into layers for a
-given image shape, shrinking any kernel or pooling window that is larger than
-its input (so the defaults work on 8x8 digits, 28x28 images and plain tabular
-rows alike).
+``plan_network`` turns the estimator's hyperparameters into the shapes of
+every layer for a given image shape, shrinking any kernel or pooling window
+that is larger than its input (so the defaults work on 8x8 digits, 28x28
+images and plain tabular rows alike), and allocates nothing;
+``build_network`` instantiates a plan.
 """
+import os
+
 import numpy as np
 
+from . import ops
 from ._layers import Activation, Conv2D, Dense, Dropout, Flatten, Pool2D
 
 # Variance scale of the initial weights: He initialisation for ReLU,
@@ -22,18 +26,23 @@ def _pair(v):
     return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
 
 
-def build_network(image_shape, n_classes, conv_layers, padding, pooling,
-                  pool_size, hidden_layer_sizes, activation, dropout, rng,
-                  dtype):
-    """Layers for images of shape (C, H, W) and ``n_classes`` outputs.
+def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
+                 pool_size, hidden_layer_sizes, activation, dropout,
+                 itemsize=4):
+    """The architecture for images of shape (C, H, W) and ``n_classes``
+    outputs, worked out without allocating anything: a list of
+    ``(kind, arguments, parameter shapes)``, one per layer.
 
     ``padding`` is "valid" (no padding) or "same" (``(k - 1) // 2`` zeros on
-    each side, which keeps the size for odd kernels at stride 1).
+    each side, which keeps the size for odd kernels at stride 1). Every
+    convolution's sizes are checked against the kernels' limits here, so
+    ``load`` can check a file's arrays against the plan before it allocates
+    a network, and ``fit`` refuses an impossible layer before drawing a
+    weight.
     """
-    layers = []
-    shape = tuple(image_shape)
+    plan = []
+    shape = tuple(int(v) for v in image_shape)
     activation = ALIASES.get(activation, activation)
-    scale = INIT_SCALE[activation]
     for number, spec in enumerate(conv_layers, 1):
         n_filters, kernel = int(spec[0]), _pair(spec[1])
         stride = _pair(spec[2]) if len(spec) > 2 else (1, 1)
@@ -47,28 +56,67 @@ def build_network(image_shape, n_classes, conv_layers, padding, pooling,
             pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
         else:
             kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
-        conv = Conv2D(shape, n_filters, kernel, stride, pad, activation, scale,
-                      rng, dtype, name=f"conv layer {number}")
-        layers.append(conv)
-        shape = conv.out_shape
+        w_shape = (n_filters, shape[0]) + kernel
+        name = f"conv layer {number}"
+        ops._check_conv_geometry((1,) + shape, w_shape, stride, pad, itemsize,
+                                 2 * (os.cpu_count() or 1), what=name)
+        plan.append(("conv", dict(in_shape=shape, n_filters=n_filters,
+                                  kernel_size=kernel, stride=stride, padding=pad,
+                                  activation=activation, name=name),
+                     [w_shape, (n_filters,)]))
+        shape = ops._conv_output_shape((1,) + shape, w_shape, stride, pad)[1:]
         if pooling is not None:
             size = _pair(pool_size)
             size = (min(size[0], shape[1]), min(size[1], shape[2]))
             if size != (1, 1):
-                pool = Pool2D(shape, pooling, size)
-                layers.append(pool)
-                shape = pool.out_shape
-    layers.append(Flatten(shape))
-    n_in = layers[-1].out_shape[0]
+                plan.append(("pool", dict(in_shape=shape, kind=pooling, size=size), []))
+                shape = ops._pool_output_shape((1,) + shape, size, size)[1:]
+    plan.append(("flatten", dict(in_shape=shape), []))
+    n_in = int(np.prod(shape, dtype=object))
     for n_out in hidden_layer_sizes:
-        layers.append(Dense(n_in, int(n_out), scale, rng, dtype))
-        layers.append(Activation((int(n_out),), activation))
+        n_out = int(n_out)
+        plan.append(("dense", dict(n_in=n_in, n_out=n_out, activation=activation),
+                     [(n_in, n_out), (n_out,)]))
+        plan.append(("activation", dict(in_shape=(n_out,), name=activation), []))
         if dropout > 0:
-            layers.append(Dropout((int(n_out),), dropout, rng))
-        n_in = int(n_out)
-    layers.append(Dense(n_in, n_classes, 1.0, rng, dtype))
+            plan.append(("dropout", dict(in_shape=(n_out,), rate=dropout), []))
+        n_in = n_out
+    plan.append(("dense", dict(n_in=n_in, n_out=n_classes, activation=None),
+                 [(n_in, n_classes), (n_classes,)]))
+    return plan
+
+
+def param_shapes(plan):
+    """The shapes of a plan's parameters, in the order the network holds them."""
+    return [shape for _, _, shapes in plan for shape in shapes]
+
+
+def build_network(plan, input_shape, rng, dtype):
+    """Instantiate a plan: the layers, their initial weights drawn from
+    ``rng`` in layer order, and the network that owns them."""
+    layers = []
+    for kind, args, _ in plan:
+        if kind == "conv":
+            layers.append(Conv2D(args["in_shape"], args["n_filters"],
+                                 args["kernel_size"], args["stride"],
+                                 args["padding"], args["activation"],
+                                 INIT_SCALE[args["activation"]], rng, dtype,
+                                 name=args["name"]))
+        elif kind == "pool":
+            layers.append(Pool2D(args["in_shape"], args["kind"], args["size"]))
+        elif kind == "flatten":
+            layers.append(Flatten(args["in_shape"]))
+        elif kind == "dense":
+            # He for ReLU hidden layers, N(0, 1/n_in) for the others and for
+            # the output.
+            scale = 1.0 if args["activation"] is None else INIT_SCALE[args["activation"]]
+            layers.append(Dense(args["n_in"], args["n_out"], scale, rng, dtype))
+        elif kind == "activation":
+            layers.append(Activation(args["in_shape"], args["name"]))
+        else:
+            layers.append(Dropout(args["in_shape"], args["rate"], rng))
     layers[0].input_grad = False
-    return Network(tuple(image_shape), layers)
+    return Network(tuple(input_shape), layers)
 
 
 def _log_softmax(scores):

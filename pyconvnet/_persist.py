@@ -85,100 +85,216 @@ def save(model, path):
     np.savez(path, **arrays)
 
 
+# Limits of what load reads, whatever the file declares: no metadata larger
+# than this, no more classes, no longer training history.
+_MAX_META_BYTES = 1 << 20
+_MAX_CLASSES = 1 << 20
+_MAX_HISTORY = 1 << 20
+
+
+def _npy_header(archive, info):
+    """(shape, dtype, fortran_order, header length) of one .npy member, read
+    from its header alone: the data is not decompressed."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                f, max_header_size=10000)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                f, max_header_size=10000)
+        else:
+            raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+        return shape, dtype, fortran, f.tell()
+
+
+def _read_member(archive, info, header):
+    """The array of one member whose header was checked, read with pickle
+    disabled and its declared size matched to the bytes that follow."""
+    shape, dtype, _, offset = header
+    n_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if info.file_size != offset + n_bytes:
+        raise ValueError(
+            f"{info.filename}: {info.file_size} bytes, but its header declares "
+            f"{offset + n_bytes}")
+    with archive.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _check_number(value, name, integer=False, none=False, low=None):
+    if value is None and none:
+        return None
+    kinds = (numbers.Integral,) if integer else (numbers.Real,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"{name} must be {'an int' if integer else 'a number'}, "
+                         f"got {type(value).__name__}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def _check_fitted(fitted):
+    if not isinstance(fitted, dict):
+        raise ValueError("bad fitted attributes")
+    out = {}
+    for key in ("n_features_in_", "n_iter_", "t_"):
+        out[key] = _check_number(fitted[key], key, integer=True, low=0)
+    out["loss_"] = _check_number(fitted["loss_"], "loss_", none=True)
+    out["best_loss_"] = _check_number(fitted["best_loss_"], "best_loss_", none=True)
+    out["best_validation_score_"] = _check_number(
+        fitted["best_validation_score_"], "best_validation_score_", none=True)
+    for key in _FITTED_LISTS:
+        value = fitted[key]
+        if value is None and key == "validation_scores_":
+            out[key] = None
+            continue
+        if not isinstance(value, list) or len(value) > _MAX_HISTORY:
+            raise ValueError(f"{key} must be a list of numbers")
+        out[key] = [float(_check_number(v, key)) for v in value]
+    return out
+
+
 def load(path):
     """Read a model written by :func:`save`.
+
+    The file is checked before anything large is allocated or decompressed:
+    the archive's member names and sizes, the metadata (at most 1 MB of
+    JSON, every field of the right type), the architecture it describes
+    (within the kernels' limits), and every weight array's shape and dtype,
+    read from the .npy headers, against that architecture. Only then are
+    the arrays read, with pickle disabled. Opening a file never runs code.
 
     Returns
     -------
     model : ConvNetClassifier
-        Fitted; predicts exactly as the saved model did.
+        Fitted; predicts exactly as the saved model did, and its
+        ``random_state`` drives any further training as in ``fit``.
 
     Raises
     ------
     ValueError
-        If the file is not a pyconvnet model, is truncated or corrupt, or
-        its arrays do not match the architecture its hyperparameters describe.
+        If the file is not a pyconvnet model, is truncated, corrupt or
+        tampered with, or declares an architecture its arrays do not match.
     """
     from . import __version__
-    from ._classifier import ConvNetClassifier, _check_conv_layers, _check_sizes
-    from ._network import build_network
+    from ._classifier import ConvNetClassifier
+    from ._network import param_shapes
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            files = {k: archive[k] for k in archive.files}
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"not a readable pyconvnet model file: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"corrupt pyconvnet model file: {exc}") from None
-    if _META_KEY not in files:
-        raise ValueError("not a pyconvnet model file: no metadata")
     try:
-        raw_meta = files.pop(_META_KEY)
-        if raw_meta.dtype != np.uint8 or raw_meta.ndim != 1:
-            raise ValueError("bad metadata")
-        meta = json.loads(raw_meta.tobytes().decode("utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError("bad metadata")
-        if meta.get("format") != FORMAT:
-            raise ValueError("not a pyconvnet model file")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported model format version {meta.get('format_version')!r}")
-        params = {k: _tupled(v) for k, v in meta["params"].items()}
-        model = ConvNetClassifier(**params)
-        model._validate_params()
-        dtype = np.dtype(meta["dtype"])
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"bad dtype {dtype}")
-        image_shape = tuple(int(v) for v in meta["image_shape"])
-        classes = files.pop("classes")
-        if classes.ndim != 1 or len(classes) < 2:
-            raise ValueError("bad classes")
-        network = build_network(
-            image_shape, len(classes), _check_conv_layers(model.conv_layers),
-            model.padding, model.pooling, model.pool_size,
-            _check_sizes(model.hidden_layer_sizes, "hidden_layer_sizes"),
-            model.activation, model.dropout, np.random.RandomState(0), dtype.type,
-        )
-        expected = network.params
-        if len(files) != len(expected) or meta["n_params"] != len(expected):
-            raise ValueError(
-                f"the file holds {len(files)} weight arrays, the architecture needs "
-                f"{len(expected)}")
-        for i, target in enumerate(expected):
-            stored = files.get(f"param_{i}")
-            if stored is None or stored.shape != target.shape or stored.dtype != target.dtype:
-                raise ValueError(
-                    f"weight array {i}: expected {target.shape} {target.dtype}, found "
-                    f"{None if stored is None else (stored.shape, stored.dtype)}")
-            if not np.all(np.isfinite(stored)):
-                raise ValueError(f"weight array {i} holds non-finite values")
-            target[...] = stored
-        fitted = meta["fitted"]
-        n_features = int(fitted["n_features_in_"])
-        if n_features != int(np.prod(image_shape)):
-            raise ValueError("n_features_in_ does not match image_shape")
+        with archive:
+            model, meta = _load_checked(archive, ConvNetClassifier, param_shapes)
     except ValueError as exc:
         raise ValueError(f"invalid pyconvnet model file: {exc}") from None
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"invalid pyconvnet model file: missing or bad {exc}") from None
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError,
+            RecursionError, OverflowError, zipfile.BadZipFile, EOFError,
+            OSError) as exc:
+        raise ValueError(
+            f"invalid pyconvnet model file: missing or bad {type(exc).__name__}: "
+            f"{exc}") from None
 
     if meta["pyconvnet_version"] != __version__:
         import warnings
         warnings.warn(f"model saved by pyconvnet {meta['pyconvnet_version']}, loaded by "
                       f"{__version__}", UserWarning)
-    model._network = network
-    model._dtype = dtype.type
-    model._optimizer = None
-    model._random_state = np.random.RandomState(model.random_state)
-    model._no_improvement_count = 0
-    model.classes_ = classes
-    model.image_shape_ = image_shape
-    for key in _FITTED_SCALARS + _FITTED_LISTS:
-        setattr(model, key, fitted[key])
-    model.n_features_in_ = n_features
+    return model
+
+
+def _load_checked(archive, ConvNetClassifier, param_shapes):
+    """The work of :func:`load` on an open archive: check, then read."""
+    infos = {info.filename: info for info in archive.infolist()}
+    meta_info = infos.get(_META_KEY + ".npy")
+    if meta_info is None:
+        raise ValueError("not a pyconvnet model file: no metadata")
+    if meta_info.file_size > _MAX_META_BYTES:
+        raise ValueError(f"metadata of {meta_info.file_size} bytes")
+    header = _npy_header(archive, meta_info)
+    if header[1] != np.uint8 or len(header[0]) != 1:
+        raise ValueError("bad metadata")
+    raw_meta = _read_member(archive, meta_info, header)
+    meta = json.loads(raw_meta.tobytes().decode("utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError("bad metadata")
+    if meta.get("format") != FORMAT:
+        raise ValueError("not a pyconvnet model file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"unsupported model format version {meta.get('format_version')!r}")
+    if not isinstance(meta.get("pyconvnet_version"), str):
+        raise ValueError("bad pyconvnet_version")
+    if not isinstance(meta["params"], dict):
+        raise ValueError("bad params")
+    params = {k: _tupled(v) for k, v in meta["params"].items()}
+    model = ConvNetClassifier(**params)
+    model._validate_params()
+    model._plan((1, 1, 1), 2, np.float32)  # the hyperparameters alone
+    from ._threads import effective_n_threads
+
+    effective_n_threads(model.n_threads)
+    dtype = np.dtype(meta["dtype"])
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"bad dtype {dtype}")
+    image_shape = meta["image_shape"]
+    if not (isinstance(image_shape, list) and len(image_shape) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**31
+            for v in image_shape)):
+        raise ValueError(f"image_shape must be 3 positive ints, got {image_shape!r}")
+    image_shape = tuple(image_shape)
+    fitted = _check_fitted(meta["fitted"])
+    if fitted["n_features_in_"] != int(np.prod(image_shape, dtype=object)):
+        raise ValueError("n_features_in_ does not match image_shape")
+    names = meta["feature_names_in"]
+    if names is not None and not (
+            isinstance(names, list) and len(names) == fitted["n_features_in_"]
+            and all(isinstance(v, str) for v in names)):
+        raise ValueError("bad feature_names_in")
+
+    # The members: exactly the metadata, the classes and the parameters of
+    # the architecture, each checked from its header before it is read.
+    class_info = infos.get("classes.npy")
+    if class_info is None:
+        raise ValueError("no classes")
+    class_header = _npy_header(archive, class_info)
+    shape, class_dtype = class_header[0], class_header[1]
+    if (len(shape) != 1 or not 2 <= shape[0] <= _MAX_CLASSES
+            or class_dtype.hasobject or class_dtype.kind not in "biufUS"):
+        raise ValueError(f"bad classes: shape {shape}, dtype {class_dtype}")
+    plan = model._plan(image_shape, shape[0], dtype)
+    expected = param_shapes(plan)
+    wanted = {_META_KEY + ".npy", "classes.npy"} | {
+        f"param_{i}.npy" for i in range(len(expected))}
+    if set(infos) != wanted or meta.get("n_params") != len(expected):
+        raise ValueError(
+            f"the file holds members {sorted(infos)[:8]}..., the architecture "
+            f"needs {len(expected)} weight arrays")
+    headers = {}
+    for i, target in enumerate(expected):
+        info = infos[f"param_{i}.npy"]
+        header = _npy_header(archive, info)
+        if (tuple(header[0]) != tuple(target) or header[1] != dtype
+                or header[2]):
+            raise ValueError(
+                f"weight array {i}: expected {tuple(target)} {dtype.name}, found "
+                f"{tuple(header[0])} {header[1]}")
+        headers[i] = (info, header)
+
+    # Everything declared matches: now read, into the network built the way
+    # fit builds it.
+    classes = _read_member(archive, class_info, class_header)
+    if len(np.unique(classes)) != len(classes):
+        raise ValueError("classes are not unique")
+    model._init_fitted_state(image_shape, classes, dtype.type, plan=plan)
+    for i, target in enumerate(model._network.params):
+        stored = _read_member(archive, *headers[i])
+        if not np.isfinite(stored).all():
+            raise ValueError(f"weight array {i} holds non-finite values")
+        target[...] = stored
+    for key, value in fitted.items():
+        setattr(model, key, value)
     if model.best_loss_ is None and not model.early_stopping:
         model.best_loss_ = np.inf
-    if meta.get("feature_names_in") is not None:
-        model.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-    model._publish_architecture()
-    return model
+    if names is not None:
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+    return model, meta

@@ -425,12 +425,9 @@ def _replay_rng(seed):
     after drawing the initial weights of the network."""
     clf = ConvNetClassifier(**SMALL, random_state=seed)
     rng = np.random.RandomState(seed)
-    from pyconvnet._classifier import _check_conv_layers
     from pyconvnet._network import build_network
 
-    build_network((1, 8, 8), 3, _check_conv_layers(clf.conv_layers), clf.padding,
-                  clf.pooling, clf.pool_size, clf.hidden_layer_sizes,
-                  clf.activation, clf.dropout, rng, np.float64)
+    build_network(clf._plan((1, 8, 8), 3, np.float64), (1, 8, 8), rng, np.float64)
     return rng
 
 

@@ -3,17 +3,25 @@ against central differences of the cost, in float64."""
 import numpy as np
 import pytest
 
-from pyconvnet._network import build_network
+from pyconvnet._network import build_network, plan_network
+
+
+def _net(image_shape, n_classes, conv_layers, padding, pooling, pool_size,
+         hidden_layer_sizes, activation, dropout, rng, dtype):
+    plan = plan_network(image_shape, n_classes, conv_layers, padding, pooling,
+                        pool_size, hidden_layer_sizes, activation, dropout)
+    return build_network(plan, image_shape, rng, dtype)
 
 import reference as ref
 
 
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "logistic", "tanh",
+                                        "identity"])
 @pytest.mark.parametrize("pooling", ["max", "l2", "avg", None])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_network_gradient_matches_central_differences(activation, pooling, padding):
     rng = np.random.RandomState(0)
-    net = build_network(
+    net = _net(
         (2, 7, 6), 3, conv_layers=((3, 3), (4, (2, 3), (1, 1))), padding=padding,
         pooling=pooling, pool_size=2, hidden_layer_sizes=(5,),
         activation=activation, dropout=0.0, rng=rng, dtype=np.float64,
@@ -42,7 +50,7 @@ def test_network_gradient_matches_central_differences(activation, pooling, paddi
 
 def test_cost_is_weighted_mean_log_likelihood():
     rng = np.random.RandomState(1)
-    net = build_network((1, 4, 4), 2, ((2, 3),), "valid", "max", 2, (3,),
+    net = _net((1, 4, 4), 2, ((2, 3),), "valid", "max", 2, (3,),
                         "relu", 0.0, rng, np.float64)
     x = rng.standard_normal((3, 1, 4, 4))
     y = np.array([0, 1, 1])
@@ -54,7 +62,7 @@ def test_cost_is_weighted_mean_log_likelihood():
 
 
 def test_kernels_and_windows_shrink_to_small_inputs():
-    net = build_network((1, 1, 7), 2, ((4, 5), (6, 5)), "valid", "max", 2, (3,),
+    net = _net((1, 1, 7), 2, ((4, 5), (6, 5)), "valid", "max", 2, (3,),
                         "relu", 0.0, np.random.RandomState(0), np.float32)
     shapes = [row["output_shape"] for row in net.summary()]
     assert shapes[1] == (4, 1, 3)      # 1x5 kernel on the 1x7 strip

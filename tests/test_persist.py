@@ -173,3 +173,195 @@ def test_training_after_a_round_trip_changes_what_predicts(fitted, tmp_path,
     # the original model is untouched by training its copy
     np.testing.assert_array_equal(model.predict_proba(X[:50]),
                                   fitted[0].predict_proba(X[:50]))
+
+
+# --------------------------------------------------------------------------
+# Hostile files: every one a ValueError, within 1 s and 50 MB, whatever it
+# declares.
+# --------------------------------------------------------------------------
+def _load_bounded(path):
+    """Load path, expecting ValueError; return (seconds, peak MB allocated)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match="model file"):
+            pyconvnet.load(path)
+    finally:
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    return elapsed, peak
+
+
+def _meta_of(path):
+    import json
+
+    with zipfile.ZipFile(path) as z, z.open("__meta__.npy") as f:
+        return json.loads(np.lib.format.read_array(f).tobytes())
+
+
+def _with_meta(path, out, meta):
+    """Copy path to out with new metadata: a dict, or JSON text."""
+    import json
+
+    text = meta if isinstance(meta, str) else json.dumps(meta)
+
+    def change(name, data):
+        if name == "__meta__.npy":
+            buf = io.BytesIO()
+            np.save(buf, np.frombuffer(text.encode(), dtype=np.uint8))
+            return buf.getvalue()
+        return data
+
+    _rewrite(path, out, change)
+
+
+def _npy_header_claiming(shape, dtype="<f4"):
+    """A .npy header declaring ``shape``, with no data after it."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
+    return np.lib.format.magic(1, 0) + buf.getvalue()
+
+
+def _hostile_files(path, tmp_path):
+    meta = _meta_of(path)
+    out = []
+
+    def meta_case(label, edit):
+        m = json.loads(json.dumps(meta))
+        edit(m)
+        p = tmp_path / f"{label}.npz"
+        _with_meta(path, p, m)
+        out.append((label, p))
+
+    import json
+
+    meta_case("huge-dense", lambda m: m["params"].update(hidden_layer_sizes=[2000000]))
+    meta_case("giant-dense", lambda m: m["params"].update(hidden_layer_sizes=[10**9]))
+    meta_case("huge-image", lambda m: m.update(image_shape=[1, 2**30, 2**30]))
+    meta_case("short-image", lambda m: m.update(image_shape=[1, 8]))
+    for depth in (500, 5000):  # below and beyond the interpreter's recursion limit
+        m = json.loads(json.dumps(meta))
+        m["params"]["conv_layers"] = "NESTED"
+        text = json.dumps(m).replace('"NESTED"', "[" * depth + "[4, 3]" + "]" * depth)
+        p = tmp_path / f"nested-{depth}.npz"
+        _with_meta(path, p, text)
+        out.append((f"nested-{depth}", p))
+    meta_case("curve-string", lambda m: m["fitted"].update(loss_curve_="x"))
+    meta_case("threads", lambda m: m["params"].update(n_threads=100000))
+    meta_case("huge-filters", lambda m: m["params"].update(conv_layers=[[10**9, 3]]))
+    meta_case("no-fitted", lambda m: m.pop("fitted"))
+
+    npy = tmp_path / "plain.npy"
+    np.save(npy, np.zeros(10))
+    out.append(("npy-not-npz", npy))
+
+    # an extra member: 300 MB of zeros, deflated to a few hundred KB
+    bomb = tmp_path / "bomb.npz"
+    _rewrite(path, bomb, lambda n, d: d)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("extra.npy", "w", force_zip64=True) as f:
+            zeros = bytes(2**24)
+            for _ in range(18):
+                f.write(zeros)
+    out.append(("zip-bomb", bomb))
+
+    # a member whose header claims a huge array
+    for label, shape in (("header-huge", (2**40,)), ("header-shape", (3, 1, 3, 3))):
+        p = tmp_path / f"{label}.npz"
+        _rewrite(path, p, lambda n, d, s=shape: _npy_header_claiming(s)
+                 if n == "param_0.npy" else d)
+        out.append((label, p))
+    return out
+
+
+def test_hostile_model_files_raise_quickly_in_little_memory(fitted, tmp_path):
+    model, _ = fitted
+    path = tmp_path / "model.npz"
+    pyconvnet.save(model, path)
+    for label, hostile in _hostile_files(path, tmp_path):
+        seconds, peak_mb = _load_bounded(hostile)
+        assert seconds < 1.0, (label, seconds)
+        assert peak_mb < 50, (label, peak_mb)
+
+
+def test_load_keeps_random_state_driving_training(fitted, tmp_path):
+    """load builds its fitted state the way fit does: the saved random_state
+    (not a fixed seed) drives dropout and shuffling afterwards."""
+    import copy
+
+    model, X = fitted
+    y = model.predict(X[:100])
+    runs = []
+    for seed in (0, 0, 1):
+        other = copy.deepcopy(model).set_params(random_state=seed)
+        pyconvnet.save(other, tmp_path / f"m{seed}.npz")
+        loaded = pyconvnet.load(tmp_path / f"m{seed}.npz")
+        drop = [l for l in loaded._network.layers if l.kind == "dropout"]
+        assert drop and all(l.rng is loaded._random_state for l in drop)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded.partial_fit(X[:100], y)
+        runs.append(loaded)
+    np.testing.assert_array_equal(runs[0].coefs_[0], runs[1].coefs_[0])
+    assert not np.array_equal(runs[0].coefs_[0], runs[2].coefs_[0])
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
+    | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_model_files_load_or_raise_value_error(fitted, tmp_path, data):
+    """Mutated files (bytes, JSON fields, member headers) either load into a
+    model that predicts, or raise ValueError — nothing else."""
+    import json
+    import time
+
+    model, X = fitted
+    path = tmp_path / "model.npz"
+    if not path.exists():
+        pyconvnet.save(model, path)
+    raw = bytearray(path.read_bytes())
+    kind = data.draw(st.sampled_from(["bytes", "json", "header"]))
+    bad = tmp_path / "fuzzed.npz"
+    if kind == "bytes":
+        for _ in range(data.draw(st.integers(1, 8))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        bad.write_bytes(bytes(raw))
+    elif kind == "json":
+        meta = _meta_of(path)
+        section = data.draw(st.sampled_from(["params", "fitted", "top"]))
+        target = meta if section == "top" else meta[section]
+        key = data.draw(st.sampled_from(sorted(target)))
+        target[key] = data.draw(_json_values)
+        _with_meta(path, bad, meta)
+    else:
+        member = data.draw(st.sampled_from(["param_0.npy", "param_3.npy", "classes.npy"]))
+        shape = data.draw(st.lists(st.integers(0, 2**40), max_size=4))
+        dtype = data.draw(st.sampled_from(["<f4", "<f8", "|u1", "|O", "<i8"]))
+        _rewrite(path, bad, lambda n, d: _npy_header_claiming(shape, dtype)
+                 if n == member else d)
+    start = time.perf_counter()
+    try:
+        loaded = pyconvnet.load(bad)
+    except ValueError:
+        pass
+    else:
+        assert loaded.predict_proba(X[:5]).shape == (5, len(loaded.classes_))
+    assert time.perf_counter() - start < 1.0
