@@ -373,6 +373,20 @@ def test_readme_examples_run():
     blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
     assert blocks, "the README has no python examples"
     for block in blocks:
+        if 'if __name__ == "__main__":' in block:
+            # A script that starts worker processes: run it as one, saved to
+            # a file, as a user would.
+            import subprocess
+            import sys
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                script = Path(folder) / "example.py"
+                script.write_text(block)
+                proc = subprocess.run([sys.executable, str(script)], cwd=folder,
+                                      capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
