@@ -285,3 +285,26 @@ def test_n_threads_follows_openmp_limits():
     if pyconvnet.openmp_enabled():
         with threadpool_limits(limits=1, user_api="openmp"):
             assert effective_n_threads(None) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_return_early_on_an_empty_batch(dtype):
+    """Called directly (no ops guard), the kernels do nothing on N = 0 and
+    the weight gradients come back zero."""
+    from pyconvnet import _conv, _pool
+
+    x = np.zeros((0, 2, 6, 6), dtype)
+    w = np.ones((3, 2, 3, 3), dtype)
+    y = np.zeros((0, 3, 4, 4), dtype)
+    dw = np.full_like(w, 7)
+    db = np.full(3, 7, dtype)
+    _conv.conv2d_forward(x, w, np.ones(3, dtype), y, None, 1, 1, 0, 0, 1, 2)
+    _conv.conv2d_backward(y, y, x, w, None, np.zeros_like(x), dw, db, 1, 1, 0, 0,
+                          1, 2)
+    assert not dw.any() and not db.any()
+    p = np.zeros((0, 2, 3, 3), dtype)
+    _pool.max_pool_forward(x, p, np.zeros(p.shape, np.intc), 2, 2, 2, 2, 2)
+    _pool.sum_pool_forward(x, p, 2, 2, 2, 2, True, 2)
+    _pool.max_pool_backward(p, np.zeros(p.shape, np.intc), x, 2)
+    _pool.l2_pool_backward(p, x, p, x, 2, 2, 2, 2, 2)
+    _pool.avg_pool_backward(p, x, 2, 2, 2, 2, 2)
