@@ -31,17 +31,30 @@ def _bars(ax, labels, series, ylabel, title):
 
 def plot_train(data, path):
     rows = data["results"]
-    labels = [f"batch {r['batch_size']}, {r['threads']} thr" for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    train = {"pyconvnet": [r["train_img_s"] for r in rows]}
-    pred = {"pyconvnet": [r["predict_img_s"] for r in rows]}
-    if data.get("torch"):
-        train["PyTorch " + data["torch"]] = [r["torch_train_img_s"] for r in rows]
-        pred["PyTorch " + data["torch"]] = [r["torch_predict_img_s"] for r in rows]
-    _bars(axes[0], labels, train, "images/s", "Training (Nielsen's network)")
-    _bars(axes[1], labels, pred, "images/s", "predict_proba, batches of 1,000")
-    fig.suptitle(f"{data['machine']['cpu']}, {data['machine']['cores']} cores; "
-                 f"{data['data']} 28x28", fontsize=9)
+    labels = [f"{r['arch']}, batch {r['batch_size']}, {r['threads']} thr" for r in rows]
+    torch = data.get("torch")
+    if data.get("contention"):
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        series = {"pyconvnet quiet": [r["train_img_s"] for r in rows],
+                  "pyconvnet busy": [r["busy_train_img_s"] for r in rows]}
+        if torch:
+            series["PyTorch quiet"] = [r["torch_train_img_s"] for r in rows]
+            series["PyTorch busy"] = [r["torch_busy_train_img_s"] for r in rows]
+        _bars(ax, labels, series, "images/s",
+              "Training beside one busy single-threaded process")
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+        train = {"pyconvnet": [r["train_img_s"] for r in rows]}
+        pred = {"pyconvnet": [r["predict_img_s"] for r in rows]}
+        if torch:
+            train["PyTorch " + torch] = [r["torch_train_img_s"] for r in rows]
+            pred["PyTorch " + torch] = [r["torch_predict_img_s"] for r in rows]
+        _bars(axes[0], labels, train, "images/s", "Training")
+        _bars(axes[1], labels, pred, "images/s", "predict_proba, batches of 1,000")
+        for ax in axes:
+            ax.set_yscale("log")
+    fig.suptitle(f"{data['machine']['cpu']}, {data['machine']['cores']} cores",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -85,7 +98,8 @@ def _plotter(path):
     name = os.path.basename(path)
     if name.startswith("accuracy"):
         return plot_accuracy
-    return {"train.json": plot_train, "ops.json": plot_ops}.get(name)
+    return {"train.json": plot_train, "train-contention.json": plot_train,
+            "ops.json": plot_ops}.get(name)
 
 
 def main(argv=None):

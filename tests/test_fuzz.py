@@ -147,6 +147,14 @@ def test_estimator_on_random_small_data(n_samples, n_features, n_classes, poolin
 # --------------------------------------------------------------------------
 _CHILD = r"""
 import json, sys, warnings
+# A legitimate but enormous request (a 17 GB im2col workspace is within the
+# kernels' limits on a machine with the RAM for it) would only be slow here:
+# capping the child's address space turns it into a quick MemoryError.
+try:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, resource.RLIM_INFINITY))
+except (ImportError, ValueError, OSError):
+    pass
 import numpy as np
 from pyconvnet import ConvNetClassifier, ops
 warnings.simplefilter("ignore")
