@@ -287,6 +287,32 @@ def test_keyboard_interrupt_leaves_a_usable_model(digits, monkeypatch):
     assert all(np.isfinite(c).all() for c in model.coefs_)
 
 
+def test_interrupt_in_the_first_epoch_still_saves(digits, monkeypatch, tmp_path):
+    import pyconvnet
+    from pyconvnet import _layers
+
+    X, y = digits
+    original = _layers.Dense.forward
+    calls = {"n": 0}
+
+    def interrupting_forward(self, x, training):
+        if training:
+            calls["n"] += 1
+            if calls["n"] == 3:  # the second batch of the first epoch
+                raise KeyboardInterrupt
+        return original(self, x, training)
+
+    monkeypatch.setattr(_layers.Dense, "forward", interrupting_forward)
+    with pytest.warns(UserWarning, match="interrupted"):
+        model = ConvNetClassifier(**{**SMALL, "batch_size": 50}).fit(X[:300], y[:300])
+    monkeypatch.undo()
+    assert model.n_iter_ == 0 and model.loss_ is None
+    pyconvnet.save(model, tmp_path / "m.npz")
+    loaded = pyconvnet.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X[:20]),
+                                  model.predict_proba(X[:20]))
+
+
 def test_divergence_raises_and_keeps_finite_weights(digits):
     X, y = digits
     model = ConvNetClassifier(**{**SMALL, "max_iter": 20, "solver": "sgd",
