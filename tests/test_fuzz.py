@@ -184,6 +184,20 @@ for kind, args in json.loads(sys.stdin.read()):
 print(json.dumps(out))
 """
 
+def _run_child(cases):
+    """Run _CHILD on cases in a fresh interpreter, from this test folder: run
+    from the repository's root, ``-c`` would import the uncompiled source
+    folder instead of the installed package."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(cases),
+                          capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+
+
 big_ints = st.one_of(st.integers(1, 40), st.integers(2**15, 2**17),
                      st.integers(2**31 - 3, 2**31 + 3), st.just(10**30))
 
@@ -217,11 +231,8 @@ def hostile_cases(draw):
 @given(st.lists(hostile_cases(), min_size=20, max_size=20))
 def test_hostile_sizes_never_crash(cases):
     import json
-    import subprocess
-    import sys
 
-    proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(cases),
-                          capture_output=True, text=True, timeout=600)
+    proc = _run_child(cases)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:], cases)
     answers = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(answers) == len(cases)
@@ -230,8 +241,6 @@ def test_hostile_sizes_never_crash(cases):
 def test_reported_crashes_raise_cleanly():
     """The cases that killed the interpreter: each is now a ValueError."""
     import json
-    import subprocess
-    import sys
 
     cases = [
         ["conv", [[1, 1, 1000, 1000], [1, 1, 500, 500], 1, 0, None, False]],
@@ -245,7 +254,6 @@ def test_reported_crashes_raise_cleanly():
         ["fit", [[[3, 5, 2**31]], [1, 8, 8], None]],
         ["fit", [[[3, 5]], [1, 8, 8], 100000]],
     ]
-    proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(cases),
-                          capture_output=True, text=True, timeout=600)
+    proc = _run_child(cases)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["ValueError"] * len(cases)
