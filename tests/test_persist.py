@@ -252,7 +252,6 @@ def _hostile_files(path, tmp_path):
         _with_meta(path, p, text)
         out.append((f"nested-{depth}", p))
     meta_case("curve-string", lambda m: m["fitted"].update(loss_curve_="x"))
-    meta_case("threads", lambda m: m["params"].update(n_threads=100000))
     meta_case("huge-filters", lambda m: m["params"].update(conv_layers=[[10**9, 3]]))
     meta_case("no-fitted", lambda m: m.pop("fitted"))
 
@@ -365,3 +364,23 @@ def test_fuzzed_model_files_load_or_raise_value_error(fitted, tmp_path, data):
     else:
         assert loaded.predict_proba(X[:5]).shape == (5, len(loaded.classes_))
     assert time.perf_counter() - start < 1.0
+
+
+def test_loaded_model_with_too_many_threads_raises_on_use(fitted, tmp_path):
+    """A file asking for more threads than this machine allows still loads;
+    using it is a clean ValueError (it crashed inside OpenMP), and fixing
+    n_threads makes it usable."""
+    model, X = fitted
+    pyconvnet.save(model, tmp_path / "m.npz")
+    meta = _meta_of(tmp_path / "m.npz")
+    for n_threads in (100000, 2**31):
+        meta["params"]["n_threads"] = n_threads
+        _with_meta(tmp_path / "m.npz", tmp_path / "t.npz", meta)
+        loaded = pyconvnet.load(tmp_path / "t.npz")
+        with pytest.raises(ValueError, match="n_threads"):
+            loaded.predict(X[:5])
+        with pytest.raises(ValueError, match="n_threads"):
+            loaded.partial_fit(X[:5], model.predict(X[:5]))
+        loaded.set_params(n_threads=None)
+        np.testing.assert_array_equal(loaded.predict_proba(X[:5]),
+                                      model.predict_proba(X[:5]))
