@@ -180,18 +180,21 @@ def load(path):
     from ._classifier import ConvNetClassifier
     from ._network import param_shapes
 
+    # Whatever a malformed file makes the zip, zlib/lzma, .npy or JSON
+    # readers raise (a flipped byte has given NotImplementedError,
+    # LZMAError and tokenize's TokenError besides the usual ones), the caller
+    # gets a ValueError: the contract is one exception type for a bad file.
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"not a readable pyconvnet model file: {exc}") from None
+    except Exception as exc:
+        raise ValueError(f"not a readable pyconvnet model file: "
+                         f"{type(exc).__name__}: {exc}") from None
     try:
         with archive:
             model, meta = _load_checked(archive, ConvNetClassifier, param_shapes)
     except ValueError as exc:
         raise ValueError(f"invalid pyconvnet model file: {exc}") from None
-    except (KeyError, TypeError, AttributeError, UnicodeDecodeError,
-            RecursionError, OverflowError, zipfile.BadZipFile, EOFError,
-            OSError) as exc:
+    except Exception as exc:
         raise ValueError(
             f"invalid pyconvnet model file: missing or bad {type(exc).__name__}: "
             f"{exc}") from None
