@@ -232,6 +232,11 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     params = {k: _tupled(v) for k, v in meta["params"].items()}
     model = ConvNetClassifier(**params)
     model._validate_params()
+    # scikit-learn's validation takes True for an int; a file does not get to.
+    defaults = ConvNetClassifier().get_params()
+    for key, value in params.items():
+        if isinstance(value, bool) and not isinstance(defaults.get(key), bool):
+            raise ValueError(f"parameter {key} must not be a bool, got {value!r}")
     model._plan((1, 1, 1), 2, np.float32)  # the hyperparameters alone
     # n_threads is not checked against this machine here: a model saved on a
     # 64-core machine with n_threads=32 still loads on a laptop, and fit or
@@ -240,6 +245,9 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     dtype = np.dtype(meta["dtype"])
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"bad dtype {dtype}")
+    if model.dtype is not None and np.dtype(model.dtype) != dtype:
+        raise ValueError(f"the dtype parameter {model.dtype!r} disagrees with the "
+                         f"stored weights' {dtype.name}")
     image_shape = meta["image_shape"]
     if not (isinstance(image_shape, list) and len(image_shape) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**31
