@@ -101,6 +101,9 @@ def max_pool_forward(
     int KH, int KW, int SH, int SW,
     int n_threads,
 ):
+    """Max pooling of every (KH, KW) window at stride (SH, SW); stores the
+    index of each window's first maximum in its plane for the backward
+    pass. Shapes are trusted: call through ``pyconvnet.ops``."""
     cdef:
         int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
         int OH = out.shape[2], OW = out.shape[3]
@@ -141,6 +144,7 @@ def max_pool_backward(
     floating[:, :, :, ::1] dx,        # OUT (N, C, H, W)
     int n_threads,
 ):
+    """dx zeroed, then each dy added at its window's stored argmax."""
     cdef:
         int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
         int OH = dy.shape[2], OW = dy.shape[3]
@@ -207,6 +211,8 @@ def l2_pool_backward(
     int KH, int KW, int SH, int SW,
     int n_threads,
 ):
+    """dx = dy * x / y over each window (0 where y == 0), added up where
+    windows overlap."""
     cdef:
         int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
         int OH = dy.shape[2], OW = dy.shape[3]
@@ -243,6 +249,8 @@ def avg_pool_backward(
     int KH, int KW, int SH, int SW,
     int n_threads,
 ):
+    """dx = dy / (KH*KW) spread over each window, added up where windows
+    overlap."""
     cdef:
         int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
         int OH = dy.shape[2], OW = dy.shape[3]
