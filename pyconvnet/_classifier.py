@@ -606,7 +606,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         total_weight = float(sample_weight.sum())
         progress = _progress_factory(self.verbose, n_samples, batch_size)
         snapshot = params.copy()
-        governor = ThreadGovernor(network.set_threads, n_threads)
+        governor = self.__dict__.get("_governor")
+        if governor is None or governor.n_threads != n_threads:
+            governor = self._governor = ThreadGovernor(network.set_threads, n_threads)
+        else:
+            governor.resume(network.set_threads)
         epoch = 0
         try:
             for epoch in range(max_epochs):
@@ -768,6 +772,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         # reload. They are bound again on unpickling.
         state.pop("coefs_", None)
         state.pop("intercepts_", None)
+        # What the thread governor learnt is about this machine, not the model.
+        state.pop("_governor", None)
         return state
 
     def __setstate__(self, state):

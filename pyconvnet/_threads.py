@@ -70,11 +70,19 @@ class ThreadGovernor:
     def __init__(self, set_threads, n_threads, clock=time.perf_counter):
         self._set = set_threads
         self._clock = clock
+        self.n_threads = n_threads
         self._candidates = [n_threads, n_threads - 1] if n_threads > 1 else [1]
         self._hold = self.MIN_HOLD
         self._winner = None
         self._set(n_threads)
         self._begin_probe(warmup=2)
+
+    def resume(self, set_threads):
+        """Continue with another call's network (``partial_fit`` in a loop, a
+        warm start): what was learnt about this machine's load carries over,
+        instead of every call paying for a fresh round of probes."""
+        self._set = set_threads
+        self._set(self._winner if self._winner is not None else self.n_threads)
 
     def _begin_probe(self, warmup=0):
         self._plan = [None] * warmup + [c for c in self._candidates

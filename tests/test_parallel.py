@@ -144,3 +144,43 @@ def test_thread_governor_keeps_the_faster_count():
     assert used[10:].count(2) > 0
     # one thread: nothing to choose
     assert set(_drive(1, {1: 1.0}, 50)) == {1}
+
+
+def test_thread_governor_carries_over_between_calls():
+    """partial_fit in a loop: the second call resumes with the count the first
+    one found faster, without probing again from scratch."""
+    from pyconvnet._threads import ThreadGovernor
+
+    now = [0.0]
+    current = []
+    governor = ThreadGovernor(current.append, 2, clock=lambda: now[0])
+    cost = {2: 3.0, 1: 1.8}  # a busy machine: one thread is faster
+    for _ in range(12):
+        governor.start()
+        now[0] += cost[current[-1]]
+        governor.stop(1)
+    assert current[-1] == 1
+    resumed = []
+    governor.resume(resumed.append)
+    assert resumed == [1]
+    for _ in range(10):
+        governor.start()
+        now[0] += cost[resumed[-1]]
+        governor.stop(1)
+    assert set(resumed) == {1}
+
+
+def test_governor_is_not_pickled_and_partial_fit_reuses_it():
+    import pickle
+
+    from sklearn.datasets import load_digits
+
+    from pyconvnet import ConvNetClassifier
+
+    X, y = load_digits(return_X_y=True)
+    model = ConvNetClassifier(conv_layers=((4, 3),), n_threads=2, random_state=0)
+    model.partial_fit(X[:200], y[:200], classes=np.unique(y))
+    governor = model._governor
+    model.partial_fit(X[:200], y[:200])
+    assert model._governor is governor
+    assert "_governor" not in pickle.loads(pickle.dumps(model)).__dict__
