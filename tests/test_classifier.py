@@ -263,21 +263,27 @@ def test_verbose_prints_architecture_and_epochs(digits, capsys):
     assert out.count("Epoch ") == 5 and "images/s" in out
 
 
-def test_keyboard_interrupt_leaves_a_usable_model(digits, monkeypatch):
+def _interrupt_training_at(monkeypatch, call):
+    """Make the ``call``-th training forward pass of a dense layer raise
+    KeyboardInterrupt, as a user's Ctrl-C would."""
     from pyconvnet import _layers
 
-    X, y = digits
     calls = {"n": 0}
     original = _layers.Dense.forward
 
     def interrupting_forward(self, x, training):
         if training:
             calls["n"] += 1
-            if calls["n"] == 15:
+            if calls["n"] == call:
                 raise KeyboardInterrupt
         return original(self, x, training)
 
     monkeypatch.setattr(_layers.Dense, "forward", interrupting_forward)
+
+
+def test_keyboard_interrupt_leaves_a_usable_model(digits, monkeypatch):
+    X, y = digits
+    _interrupt_training_at(monkeypatch, 15)
     with pytest.warns(UserWarning, match="interrupted"):
         model = ConvNetClassifier(**{**SMALL, "batch_size": 50}).fit(X[:300], y[:300])
     monkeypatch.undo()
@@ -289,20 +295,9 @@ def test_keyboard_interrupt_leaves_a_usable_model(digits, monkeypatch):
 
 def test_interrupt_in_the_first_epoch_still_saves(digits, monkeypatch, tmp_path):
     import pyconvnet
-    from pyconvnet import _layers
 
     X, y = digits
-    original = _layers.Dense.forward
-    calls = {"n": 0}
-
-    def interrupting_forward(self, x, training):
-        if training:
-            calls["n"] += 1
-            if calls["n"] == 3:  # the second batch of the first epoch
-                raise KeyboardInterrupt
-        return original(self, x, training)
-
-    monkeypatch.setattr(_layers.Dense, "forward", interrupting_forward)
+    _interrupt_training_at(monkeypatch, 3)  # the second batch of the first epoch
     with pytest.warns(UserWarning, match="interrupted"):
         model = ConvNetClassifier(**{**SMALL, "batch_size": 50}).fit(X[:300], y[:300])
     monkeypatch.undo()
