@@ -43,10 +43,12 @@ class Layer:
     def grads(self):
         return self._grads
 
-    def bind(self, params, grads):
+    def bind(self, params, grads=()):
         """Make ``params`` and ``grads`` (views into the network's flat
-        arrays) this layer's parameters and gradients. ``shapes`` keeps their
-        shapes, so that an unpickled network can bind its views again."""
+        arrays) this layer's parameters and gradients. A layer's constructor
+        binds its initial weights alone: the network copies them into its
+        flat array and binds the views with their gradients. ``shapes`` keeps
+        the shapes, so that an unpickled network can bind its views again."""
         self._params = list(params)
         self._grads = list(grads)
         self.shapes = [tuple(p.shape) for p in self._params]
@@ -99,7 +101,7 @@ class Conv2D(Layer):
     kind = "conv"
 
     def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
-                 activation, init_scale, rng, dtype, name="a conv layer"):
+                 activation, init_scale, rng, dtype):
         # The sizes were checked against the kernels' limits by
         # ``plan_network`` before this layer was built.
         super().__init__()
@@ -112,8 +114,7 @@ class Conv2D(Layer):
         weight = rng.normal(
             0.0, np.sqrt(init_scale / fan_in), (n_filters, c) + kernel_size
         ).astype(dtype)
-        self.bind([weight, np.zeros(n_filters, dtype=dtype)],
-                  [np.zeros_like(weight), np.zeros(n_filters, dtype=dtype)])
+        self.bind([weight, np.zeros(n_filters, dtype=dtype)])
         self.out_shape = ops._conv_output_shape((1, c, h, w), weight.shape,
                                                 stride, padding)[1:]
 
@@ -214,8 +215,7 @@ class Dense(Layer):
         super().__init__()
         weight = rng.normal(0.0, np.sqrt(init_scale / n_in),
                             (n_in, n_out)).astype(dtype)
-        self.bind([weight, np.zeros(n_out, dtype=dtype)],
-                  [np.zeros_like(weight), np.zeros(n_out, dtype=dtype)])
+        self.bind([weight, np.zeros(n_out, dtype=dtype)])
         self.out_shape = (n_out,)
 
     def describe(self):

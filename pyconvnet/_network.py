@@ -57,12 +57,12 @@ def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
         else:
             kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
         w_shape = (n_filters, shape[0]) + kernel
-        name = f"conv layer {number}"
         ops._check_conv_geometry((1,) + shape, w_shape, stride, pad, itemsize,
-                                 2 * (os.cpu_count() or 1), what=name)
+                                 2 * (os.cpu_count() or 1),
+                                 what=f"conv layer {number}")
         plan.append(("conv", dict(in_shape=shape, n_filters=n_filters,
                                   kernel_size=kernel, stride=stride, padding=pad,
-                                  activation=activation, name=name),
+                                  activation=activation),
                      [w_shape, (n_filters,)]))
         shape = ops._conv_output_shape((1,) + shape, w_shape, stride, pad)[1:]
         if pooling is not None:
@@ -100,8 +100,7 @@ def build_network(plan, input_shape, rng, dtype):
             layers.append(Conv2D(args["in_shape"], args["n_filters"],
                                  args["kernel_size"], args["stride"],
                                  args["padding"], args["activation"],
-                                 INIT_SCALE[args["activation"]], rng, dtype,
-                                 name=args["name"]))
+                                 INIT_SCALE[args["activation"]], rng, dtype))
         elif kind == "pool":
             layers.append(Pool2D(args["in_shape"], args["kind"], args["size"]))
         elif kind == "flatten":

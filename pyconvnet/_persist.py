@@ -237,7 +237,6 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     for key, value in params.items():
         if isinstance(value, bool) and not isinstance(defaults.get(key), bool):
             raise ValueError(f"parameter {key} must not be a bool, got {value!r}")
-    model._plan((1, 1, 1), 2, np.float32)  # the hyperparameters alone
     # n_threads is not checked against this machine here: a model saved on a
     # 64-core machine with n_threads=32 still loads on a laptop, and fit or
     # predict then refuse the count with a ValueError naming n_threads until
