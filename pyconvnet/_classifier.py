@@ -642,6 +642,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 if not np.isfinite(params).all():
                     params[...] = snapshot
                     raise _diverged("the weights became non-finite", self.n_iter_ + 1)
+                if not self._optimizer.state_is_finite():
+                    params[...] = snapshot
+                    raise _diverged("the gradients overflowed (the optimizer's "
+                                    "state became non-finite)", self.n_iter_ + 1)
                 snapshot[...] = params
                 self.n_iter_ += 1
                 self.t_ += n_samples

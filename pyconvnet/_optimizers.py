@@ -23,8 +23,17 @@ class _Optimizer:
         self.learning_rate_init = learning_rate_init
         self.learning_rate = float(learning_rate_init)
 
+    #: names of the flat state arrays (velocities, moments)
+    _state = ()
+
     def iteration_ends(self, time_step):
         """Called after each epoch with the number of samples seen so far."""
+
+    def state_is_finite(self):
+        """Whether every state array is finite. Adam's second moment holds
+        squared gradients: it overflows first, and once it is infinite the
+        steps it scales are zero, so training would stall silently."""
+        return all(np.isfinite(getattr(self, name)).all() for name in self._state)
 
     def trigger_stopping(self, msg, verbose):
         if verbose:
@@ -33,6 +42,8 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
+    _state = ("velocity",)
+
     def __init__(self, params, learning_rate_init=0.1, lr_schedule="constant",
                  momentum=0.9, nesterov=True, power_t=0.5):
         super().__init__(params, learning_rate_init)
@@ -70,6 +81,8 @@ class SGD(_Optimizer):
 
 
 class Adam(_Optimizer):
+    _state = ("m", "v")
+
     def __init__(self, params, learning_rate_init=0.001, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8):
         super().__init__(params, learning_rate_init)

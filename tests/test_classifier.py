@@ -317,6 +317,24 @@ def test_divergence_raises_and_keeps_finite_weights(digits):
     assert all(np.isfinite(p).all() for p in model._network.params)
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_overflowing_input_raises_for_every_seed(solver):
+    """Inputs near float64's maximum overflow the gradients. Some seeds used
+    to keep every weight finite while Adam's squared-gradient moment became
+    infinite, which froze training into a constant model without an error."""
+    rng = np.random.RandomState(0)
+    X = np.finfo(np.float64).max * rng.uniform(size=(10, 4))
+    y = np.arange(10) % 2
+    for seed in range(100):
+        model = ConvNetClassifier(conv_layers=((3, 3),), hidden_layer_sizes=(10,),
+                                  solver=solver, max_iter=3, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(ValueError, match="diverged"):
+                model.fit(X, y)
+        assert np.isfinite(model._network.flat_params).all()
+
+
 BAD_PARAMS = [
     (dict(pooling="median"), "pooling"),
     (dict(dropout=1.0), "dropout"),
