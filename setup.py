@@ -1,26 +1,46 @@
 """Build the compiled core of pyconvnet.
 
-The extensions are cythonized with -O3. OpenMP is used when the compiler can
-compile, link *and run* a small OpenMP program (the probe below, modelled on
-scikit-learn's build helpers); otherwise the package builds serially and says
-so loudly, since every kernel then runs on one core. -march=native is never
-used: a wheel must run on any CPU of its platform.
+The extensions are cythonized and compiled with -O3 (/O2 with MSVC).
+-march=native is never used: a wheel must run on any CPU of its platform.
 
-PYCONVNET_BOUNDSCHECK=1 builds with Cython's bounds and wraparound checks on,
-to catch indexing bugs that the fast build would hide.
+OpenMP is used when the compiler this build uses -- the one setuptools
+configured, with CC, CFLAGS, CPPFLAGS and LDFLAGS applied -- can compile, link
+and run a small OpenMP program (the probe below, modelled on scikit-learn's
+build helpers). The flag is the compiler's own: ``/openmp`` for MSVC,
+``-fopenmp`` for gcc and clang. Apple's clang takes OpenMP only through the
+preprocessor; as in scikit-learn, a macOS build with libomp passes it in the
+environment::
+
+    export CPPFLAGS="$CPPFLAGS -Xpreprocessor -fopenmp"
+    export CFLAGS="$CFLAGS -I$(brew --prefix libomp)/include"
+    export LDFLAGS="$LDFLAGS -L$(brew --prefix libomp)/lib -lomp"
+
+and the probe then adds no flag of its own. When cross-compiling (the target
+platform, ``_PYTHON_HOST_PLATFORM``, is not this machine's, or
+``PYCONVNET_CROSS_COMPILING=1``) the probe only compiles and links: a program
+built for another machine cannot run here.
+
+Environment switches:
+
+- ``PYCONVNET_NO_OPENMP=1``: build serially on purpose (every kernel on one
+  core; ``pyconvnet.openmp_enabled()`` is then False).
+- ``PYCONVNET_FAIL_NO_OPENMP=1``: a build that cannot use OpenMP is an error,
+  not a warning (release jobs set it, so a serial wheel is never published).
+- ``PYCONVNET_BOUNDSCHECK=1``: Cython's bounds and wraparound checks on, to
+  catch indexing bugs that the fast build would hide.
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import textwrap
-import warnings
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -30,76 +50,116 @@ OPENMP_PROBE = textwrap.dedent(
         int n = 0;
         #pragma omp parallel reduction(+:n)
         n += 1;
-        printf("%d", n > 0 && omp_get_max_threads() > 0);
+        printf("openmp=%d\\n", n > 0 && omp_get_max_threads() > 0);
         return 0;
     }
     """
 )
 
+EXTENSIONS = ["_openmp", "_conv", "_pool", "_optim"]
 
-def _openmp_flags():
-    """Return (compile_args, link_args) for OpenMP, or None if it cannot run."""
-    if os.environ.get("PYCONVNET_NO_OPENMP"):
-        return None
-    if sys.platform == "win32":
-        flags = (["/openmp"], [])
-    else:
-        flags = (["-fopenmp"], ["-fopenmp"])
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    cc = cc.split()
+
+def _flag(name):
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
+def _cross_compiling():
+    if _flag("PYCONVNET_CROSS_COMPILING"):
+        return True
+    host = os.environ.get("_PYTHON_HOST_PLATFORM")
+    # e.g. "macosx-11.0-arm64" on an x86_64 machine.
+    return bool(host) and not host.endswith(platform.machine())
+
+
+def _openmp_flag(compiler):
+    """The compile-and-link flag that turns OpenMP on for this compiler."""
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"]
+    if sys.platform == "darwin" and "openmp" in os.environ.get("CPPFLAGS", ""):
+        # Apple clang: OpenMP comes from CPPFLAGS/LDFLAGS (module docstring).
+        return []
+    return ["-fopenmp"]
+
+
+def _ldflags_for_executable():
+    # link_executable does not apply LDFLAGS (only shared-library links do);
+    # the library paths and libraries in it are needed to link the probe.
+    flags = os.environ.get("LDFLAGS", "").split()
+    keep = ("-L", "-l", "-Wl,-rpath", "-Wl,--sysroot=", "-fopenmp")
+    return [f for f in flags if f.startswith(keep)]
+
+
+def probe_openmp(compiler):
+    """Return the OpenMP flags for ``compiler``, or (None, reason)."""
+    flag = _openmp_flag(compiler)
     tmp = tempfile.mkdtemp()
+    cwd = os.getcwd()
     try:
-        src = os.path.join(tmp, "probe.c")
-        exe = os.path.join(tmp, "probe")
-        with open(src, "w") as f:
+        os.chdir(tmp)
+        with open("probe.c", "w") as f:
             f.write(OPENMP_PROBE)
-        subprocess.run(
-            cc + flags[0] + [src, "-o", exe] + flags[1],
-            check=True,
-            capture_output=True,
-        )
+        objects = compiler.compile(["probe.c"], output_dir="objects",
+                                   extra_postargs=flag)
+        compiler.link_executable(objects, "probe",
+                                 extra_preargs=_ldflags_for_executable(),
+                                 extra_postargs=flag)
+        if _cross_compiling():
+            return flag, "compiled and linked (cross-compiling: not run)"
+        exe = os.path.join(tmp, "probe" + (compiler.exe_extension or ""))
         out = subprocess.run([exe], check=True, capture_output=True, text=True)
-        if out.stdout.strip() != "1":
-            return None
-        return flags
-    except (OSError, subprocess.CalledProcessError):
-        return None
+        if "openmp=1" not in out.stdout:
+            return None, f"the probe printed {out.stdout!r}"
+        return flag, "compiled, linked and ran"
+    except Exception as exc:  # a CompileError, LinkError or a failed run
+        return None, f"{type(exc).__name__}: {exc}"
     finally:
+        os.chdir(cwd)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class BuildExt(build_ext):
+    """build_ext that decides optimisation and OpenMP flags per compiler."""
+
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        # -fno-math-errno: sqrt need not set errno, so loops calling it
+        # vectorise (nothing here reads errno).
+        args = ["/O2"] if msvc else ["-O3", "-fno-math-errno"]
+        if _flag("PYCONVNET_NO_OPENMP"):
+            omp, why = None, "PYCONVNET_NO_OPENMP is set"
+        else:
+            omp, why = probe_openmp(self.compiler)
+        if omp is None:
+            message = (
+                "pyconvnet: cannot build with OpenMP (" + why + "); building "
+                "WITHOUT OpenMP: every kernel will run on a single core. On "
+                "macOS install libomp and set CPPFLAGS/CFLAGS/LDFLAGS as "
+                "setup.py's docstring shows."
+            )
+            if _flag("PYCONVNET_FAIL_NO_OPENMP"):
+                raise RuntimeError(message + " PYCONVNET_FAIL_NO_OPENMP is set.")
+            print("\n*** " + message + " ***\n", file=sys.stderr)
+            omp = []
+        else:
+            print(f"pyconvnet: OpenMP flags {omp} ({why})", file=sys.stderr)
+        for ext in self.extensions:
+            ext.extra_compile_args = args + omp
+            ext.extra_link_args = list(omp)
+        super().build_extensions()
+
+
 def extensions():
-    omp = _openmp_flags()
-    # -fno-math-errno: sqrt need not set errno, so loops calling it vectorise
-    # (nothing here reads errno).
-    compile_args = (["-O3", "-fno-math-errno"] if sys.platform != "win32"
-                    else ["/O2"])
-    link_args = []
-    if omp is None:
-        warnings.warn(
-            "\n\n*** pyconvnet: the C compiler cannot build and run OpenMP "
-            "programs; building WITHOUT OpenMP. Every kernel will run on a "
-            "single core. (On macOS, install libomp and use a compiler that "
-            "supports -fopenmp.) ***\n",
-            stacklevel=1,
-        )
-    else:
-        compile_args += omp[0]
-        link_args += omp[1]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
-    names = ["_openmp", "_conv", "_pool", "_optim"]
     exts = [
         Extension(
             f"pyconvnet.{name}",
             [f"pyconvnet/{name}.pyx"],
             include_dirs=[np.get_include()],
             define_macros=macros,
-            extra_compile_args=compile_args,
-            extra_link_args=link_args,
         )
-        for name in names
+        for name in EXTENSIONS
     ]
-    checks = bool(os.environ.get("PYCONVNET_BOUNDSCHECK"))
+    checks = _flag("PYCONVNET_BOUNDSCHECK")
     directives = {
         "language_level": 3,
         "boundscheck": checks,
@@ -108,7 +168,8 @@ def extensions():
         "cdivision": True,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives)
+    # force: the C files of a build with other directives must not be reused.
+    return cythonize(exts, compiler_directives=directives, force=checks)
 
 
-setup(ext_modules=extensions())
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
