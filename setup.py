@@ -56,7 +56,7 @@ OPENMP_PROBE = textwrap.dedent(
     """
 )
 
-EXTENSIONS = ["_openmp", "_conv", "_pool", "_optim"]
+EXTENSIONS = ["_openmp", "_conv", "_pool", "_optim", "_batchnorm"]
 
 
 def _flag(name):
@@ -145,6 +145,10 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = args + omp
             ext.extra_link_args = list(omp)
+        # Always compile: setuptools reuses a module in build/ whose sources
+        # are older, whatever flags built it (a serial build would then ship
+        # the OpenMP modules of an earlier build, or the other way round).
+        self.force = True
         super().build_extensions()
 
 
