@@ -82,65 +82,7 @@ ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
                "tanh": ACT_TANH}
 
 
-cdef extern from *:
-    """
-    #include <math.h>
-    #include <stddef.h>
-    #if defined(_MSC_VER)
-    #define PCN_RESTRICT __restrict
-    #else
-    #define PCN_RESTRICT __restrict__
-    #endif
-
-    /* y (n,) = act(y + b), in place. One loop per activation so that each is
-       branch-free. ReLU written as a select keeps NaN (as PyTorch does). */
-    #define PCN_BIAS_ACT(NAME, T, EXP, TANH)                                  \\
-    static void NAME(T* PCN_RESTRICT y, T b, ptrdiff_t n, int act) {        \\
-        ptrdiff_t k;                                                          \\
-        if (act == 1) {                                                       \\
-            for (k = 0; k < n; k++) { T v = y[k] + b; y[k] = v < 0 ? 0 : v; } \\
-        } else if (act == 2) {                                                \\
-            for (k = 0; k < n; k++) y[k] = 1 / (1 + EXP(-(y[k] + b)));       \\
-        } else if (act == 3) {                                                \\
-            for (k = 0; k < n; k++) y[k] = TANH(y[k] + b);                    \\
-        } else {                                                              \\
-            for (k = 0; k < n; k++) y[k] = y[k] + b;                          \\
-        }                                                                     \\
-    }
-    PCN_BIAS_ACT(pcn_bias_act_f, float, expf, tanhf)
-    PCN_BIAS_ACT(pcn_bias_act_d, double, exp, tanh)
-
-    /* Sum of n values in double, in a fixed order: eight independent partial
-       sums (one vector register of doubles) added pairwise at the end. */
-    #define PCN_SUM8(NAME, T)                                                 \\
-    static double NAME(const T* PCN_RESTRICT a, ptrdiff_t n) {              \\
-        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                               \\
-        ptrdiff_t k = 0; int j;                                               \\
-        for (; k + 8 <= n; k += 8)                                            \\
-            for (j = 0; j < 8; j++) s[j] += (double) a[k + j];               \\
-        for (j = 0; k < n; k++, j++) s[j] += (double) a[k];                   \\
-        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); \\
-    }
-    PCN_SUM8(pcn_sum_f, float)
-    PCN_SUM8(pcn_sum_d, double)
-
-    /* dz = dy * act'(z), written in terms of the activated output y. */
-    #define PCN_ACT_GRAD(NAME, T)                                             \\
-    static void NAME(const T* PCN_RESTRICT dy, const T* PCN_RESTRICT y,     \\
-                     T* PCN_RESTRICT dz, ptrdiff_t n, int act) {             \\
-        ptrdiff_t k;                                                          \\
-        if (act == 1) {                                                       \\
-            /* Both loads unconditional, so the select vectorises. */        \\
-            for (k = 0; k < n; k++) { T d = dy[k]; dz[k] = y[k] > 0 ? d : 0; } \\
-        } else if (act == 2) {                                                \\
-            for (k = 0; k < n; k++) dz[k] = dy[k] * y[k] * (1 - y[k]);       \\
-        } else {                                                              \\
-            for (k = 0; k < n; k++) dz[k] = dy[k] * (1 - y[k] * y[k]);       \\
-        }                                                                     \\
-    }
-    PCN_ACT_GRAD(pcn_act_grad_f, float)
-    PCN_ACT_GRAD(pcn_act_grad_d, double)
-    """
+cdef extern from "_kernels.h":
     void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) noexcept nogil
     void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) noexcept nogil
     double pcn_sum_f(const float* a, ptrdiff_t n) noexcept nogil

@@ -27,6 +27,10 @@ COLS_CACHE_BYTES = 64 * 2**20
 
 class Layer:
     kind = "layer"
+    #: whether the L2 penalty (``alpha``) applies to ``params[0]``
+    decay = True
+    #: whether training's ``forward`` takes the batch's sample weights
+    uses_sample_weight = False
 
     def __init__(self):
         self._params = []
@@ -101,11 +105,14 @@ class Conv2D(Layer):
     kind = "conv"
 
     def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
-                 activation, init_scale, rng, dtype):
+                 activation, init_scale, rng, dtype, bias=True):
         # The sizes were checked against the kernels' limits by
-        # ``plan_network`` before this layer was built.
+        # ``plan_network`` before this layer was built. Without ``bias`` (a
+        # convolution followed by batch norm, whose shift replaces it) the
+        # only parameter is the weight.
         super().__init__()
         self.activation = activation
+        self.has_bias = bias
         c, h, w = in_shape
         self.kernel_size = kernel_size
         self.stride = stride
@@ -114,7 +121,7 @@ class Conv2D(Layer):
         weight = rng.normal(
             0.0, np.sqrt(init_scale / fan_in), (n_filters, c) + kernel_size
         ).astype(dtype)
-        self.bind([weight, np.zeros(n_filters, dtype=dtype)])
+        self.bind([weight, np.zeros(n_filters, dtype=dtype)] if bias else [weight])
         self.out_shape = ops._conv_output_shape((1, c, h, w), weight.shape,
                                                 stride, padding)[1:]
 
@@ -125,7 +132,13 @@ class Conv2D(Layer):
             text += f" stride {self.stride[0]}x{self.stride[1]}"
         if self.padding != (0, 0):
             text += f" pad {self.padding[0]}x{self.padding[1]}"
+        if not self.has_bias:
+            return f"{text}, no bias"
         return f"{text}, {self.activation}"
+
+    @property
+    def bias(self):
+        return self._params[1] if self.has_bias else None
 
     def forward(self, x, training):
         cols = None
@@ -152,7 +165,81 @@ class Conv2D(Layer):
                                       self.activation, self._y,
                                       cols=self._used_cols, dx=dx,
                                       dweight=self._grads[0],
-                                      dbias=self._grads[1])
+                                      dbias=(self._grads[1] if self.has_bias else
+                                             self._buffer("dbias", self.weight.shape[:1],
+                                                          self.weight.dtype, True)))
+        return dx
+
+
+class BatchNorm2D(Layer):
+    """Batch normalisation of each feature map, then the activation (fused
+    into the same compiled pass).
+
+    Training normalises each channel with the batch's mean and variance over
+    samples and positions, then scales by ``gamma`` and shifts by ``beta``
+    (learned); prediction uses running statistics, updated in training as
+    ``running = (1 - MOMENTUM) * running + MOMENTUM * batch`` (the variance
+    unbiased), as PyTorch's ``BatchNorm2d`` does. The running statistics are
+    stored with the parameters (``params[2:]``) so that pickling, ``save``
+    and ``load`` carry them, but they are not trained: their gradients stay
+    zero, which leaves them unchanged under SGD and Adam alike, and no weight
+    decay applies to this layer.
+    """
+
+    kind = "batchnorm"
+    MOMENTUM = 0.1
+    EPS = 1e-5
+    decay = False
+    uses_sample_weight = True
+
+    def __init__(self, in_shape, activation, dtype):
+        super().__init__()
+        c = in_shape[0]
+        self.activation = activation
+        self.out_shape = tuple(in_shape)
+        self.bind([np.ones(c, dtype), np.zeros(c, dtype), np.zeros(c, dtype),
+                   np.ones(c, dtype)])
+
+    def describe(self):
+        return f"batch-norm, {self.activation}"
+
+    def n_params(self):
+        return 2 * self.out_shape[0]     # gamma and beta; not the statistics
+
+    def forward(self, x, training, sample_weight=None):
+        """``sample_weight`` (training): the batch's weights, so that a
+        weight of 2 counts a sample twice in the statistics too."""
+        gamma, beta, running_mean, running_var = self._params
+        out = self._buffer("y", x.shape, x.dtype, training)
+        if not training:
+            scale = gamma / np.sqrt(running_var.astype(np.float64) + self.EPS)
+            shift = beta - running_mean * scale
+            return ops._bn_forward_scale(x, scale.astype(x.dtype),
+                                         shift.astype(x.dtype), self.n_threads,
+                                         self.activation, out=out)
+        y, mean, var, invstd = ops._bn_forward_train(
+            x, gamma, beta, self.EPS, self.n_threads, self.activation, out=out,
+            weights=sample_weight)
+        # The running variance is unbiased (over the weighted count).
+        m = (x.size // x.shape[0] // x.shape[1]) * (
+            x.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
+        if m > 1:
+            var *= m / (m - 1)
+        running_mean *= 1 - self.MOMENTUM
+        running_mean += (self.MOMENTUM * mean).astype(x.dtype)
+        running_var *= 1 - self.MOMENTUM
+        running_var += (self.MOMENTUM * var).astype(x.dtype)
+        self._saved = (x, y, mean, invstd, sample_weight)
+        return y
+
+    def backward(self, dy):
+        x, y, mean, invstd, sample_weight = self._saved
+        dx = self._buffer("dx", x.shape, x.dtype, True)
+        dx, _, _ = ops._bn_backward(np.ascontiguousarray(dy), x, y,
+                                    self._params[0], mean, invstd,
+                                    self.n_threads, self.activation, dx=dx,
+                                    dgamma=self._grads[0], dbeta=self._grads[1],
+                                    weights=sample_weight)
         return dx
 
 

@@ -12,7 +12,8 @@ import os
 import numpy as np
 
 from . import ops
-from ._layers import Activation, Conv2D, Dense, Dropout, Flatten, Pool2D
+from ._layers import (Activation, BatchNorm2D, Conv2D, Dense, Dropout,
+                      Flatten, Pool2D)
 
 # Variance scale of the initial weights: He initialisation for ReLU,
 # N(0, 1/n_in) for sigmoid and tanh (and for the softmax output).
@@ -28,7 +29,7 @@ def _pair(v):
 
 def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
                  pool_size, hidden_layer_sizes, activation, dropout,
-                 itemsize=4):
+                 itemsize=4, batch_norm=False):
     """The architecture for images of shape (C, H, W) and ``n_classes``
     outputs, worked out without allocating anything: a list of
     ``(kind, arguments, parameter shapes)``, one per layer.
@@ -39,6 +40,9 @@ def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
     ``load`` can check a file's arrays against the plan before it allocates
     a network, and ``fit`` refuses an impossible layer before drawing a
     weight.
+
+    With ``batch_norm`` each convolution loses its bias and is followed by a
+    batch-norm layer that applies the activation.
     """
     plan = []
     shape = tuple(int(v) for v in image_shape)
@@ -60,11 +64,14 @@ def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
         ops._check_conv_geometry((1,) + shape, w_shape, stride, pad, itemsize,
                                  2 * (os.cpu_count() or 1),
                                  what=f"conv layer {number}")
-        plan.append(("conv", dict(in_shape=shape, n_filters=n_filters,
-                                  kernel_size=kernel, stride=stride, padding=pad,
-                                  activation=activation),
-                     [w_shape, (n_filters,)]))
+        conv = dict(in_shape=shape, n_filters=n_filters, kernel_size=kernel,
+                    stride=stride, padding=pad, activation=activation,
+                    bias=not batch_norm)
+        plan.append(("conv", conv, [w_shape] + ([] if batch_norm else [(n_filters,)])))
         shape = ops._conv_output_shape((1,) + shape, w_shape, stride, pad)[1:]
+        if batch_norm:
+            plan.append(("batchnorm", dict(in_shape=shape, activation=activation),
+                         [(n_filters,)] * 4))
         if pooling is not None:
             size = _pair(pool_size)
             size = (min(size[0], shape[1]), min(size[1], shape[2]))
@@ -97,10 +104,16 @@ def build_network(plan, input_shape, rng, dtype):
     layers = []
     for kind, args, _ in plan:
         if kind == "conv":
+            # A convolution without bias is followed by batch norm, which
+            # applies the activation; the initial scale is the activation's
+            # all the same.
+            act = args["activation"]
             layers.append(Conv2D(args["in_shape"], args["n_filters"],
                                  args["kernel_size"], args["stride"],
-                                 args["padding"], args["activation"],
-                                 INIT_SCALE[args["activation"]], rng, dtype))
+                                 args["padding"], act if args["bias"] else "identity",
+                                 INIT_SCALE[act], rng, dtype, bias=args["bias"]))
+        elif kind == "batchnorm":
+            layers.append(BatchNorm2D(args["in_shape"], args["activation"], dtype))
         elif kind == "pool":
             layers.append(Pool2D(args["in_shape"], args["kind"], args["size"]))
         elif kind == "flatten":
@@ -208,9 +221,12 @@ class Network:
                      "output_shape": rows[-1]["output_shape"], "n_params": 0})
         return rows
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, sample_weight=None):
         for layer in self.layers:
-            x = layer.forward(x, training)
+            if layer.uses_sample_weight:
+                x = layer.forward(x, training, sample_weight)
+            else:
+                x = layer.forward(x, training)
         return x
 
     def predict_log_proba(self, x):
@@ -226,7 +242,7 @@ class Network:
         unit weights, and the sum makes a weight of 2 mean "this sample
         twice"). Returns the cost.
         """
-        scores = self.forward(x, training=True)
+        scores = self.forward(x, training=True, sample_weight=sample_weight)
         log_p = _log_softmax(scores)
         total = float(sample_weight.sum())
         rows = np.arange(len(y))
@@ -240,7 +256,7 @@ class Network:
         if alpha:
             penalty = 0.0
             for layer in self.layers:
-                if layer.params:
+                if layer.params and layer.decay:
                     w = layer.params[0]
                     penalty += float(np.dot(w.ravel(), w.ravel()))
                     layer.grads[0] += w.dtype.type(alpha / total) * w

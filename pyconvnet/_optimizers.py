@@ -3,7 +3,9 @@
 The semantics follow scikit-learn's MLPClassifier, so that its grids carry
 over: the same parameter names, the same learning-rate schedules for SGD
 ("constant", "invscaling", "adaptive") and the same stopping rule for the
-adaptive schedule.
+adaptive schedule. One more schedule, "cosine", applies to both solvers: the
+step decays from ``learning_rate_init`` to 0 along half a cosine over
+``max_iter`` epochs, updated every batch.
 
 An optimizer updates the network's one flat parameter array in place from its
 one flat gradient array (see ``Network``): a step is a handful of vectorised
@@ -11,17 +13,39 @@ passes, whatever the number of layers, and the state (velocities, moments)
 is one flat array each, and a step is one compiled pass over them
 (``pyconvnet._optim``).
 """
+import math
+
 import numpy as np
 
 from . import _optim
 
 
+def cosine_rate(rate_init, progress):
+    """``rate_init * (1 + cos(pi * progress)) / 2``, progress clipped to
+    [0, 1]: from rate_init at the start to 0 at the end of training."""
+    progress = min(max(progress, 0.0), 1.0)
+    return rate_init * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class _Optimizer:
     """What both solvers share: the rate, the flat state, the stopping rule."""
 
-    def __init__(self, params, learning_rate_init):
+    def __init__(self, params, learning_rate_init, lr_schedule="constant"):
         self.learning_rate_init = learning_rate_init
         self.learning_rate = float(learning_rate_init)
+        self.lr_schedule = lr_schedule
+        # The step size the solver starts from (Adam then corrects it for
+        # its moments' bias): learning_rate_init, or the cosine's value.
+        self.base_rate = float(learning_rate_init)
+        # Epochs (fractions included) of the current schedule done so far.
+        self.epochs_done = 0.0
+
+    def set_progress(self, progress):
+        """Called before every batch with the fraction of the schedule done
+        (epochs done / max_iter); only the cosine schedule uses it."""
+        if self.lr_schedule == "cosine":
+            self.base_rate = cosine_rate(self.learning_rate_init, progress)
+            self.learning_rate = self.base_rate
 
     #: names of the flat state arrays (velocities, moments)
     _state = ()
@@ -46,8 +70,7 @@ class SGD(_Optimizer):
 
     def __init__(self, params, learning_rate_init=0.1, lr_schedule="constant",
                  momentum=0.9, nesterov=True, power_t=0.5):
-        super().__init__(params, learning_rate_init)
-        self.lr_schedule = lr_schedule
+        super().__init__(params, learning_rate_init, lr_schedule)
         self.momentum = momentum
         self.nesterov = nesterov
         self.power_t = power_t
@@ -84,8 +107,11 @@ class Adam(_Optimizer):
     _state = ("m", "v")
 
     def __init__(self, params, learning_rate_init=0.001, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8):
-        super().__init__(params, learning_rate_init)
+                 beta_2=0.999, epsilon=1e-8, lr_schedule="constant"):
+        # As in MLPClassifier, Adam ignores "invscaling" and "adaptive";
+        # "cosine" scales its step.
+        super().__init__(params, learning_rate_init,
+                         "cosine" if lr_schedule == "cosine" else "constant")
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -97,7 +123,7 @@ class Adam(_Optimizer):
         """One step on the flat arrays, in place."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
-        lr = (self.learning_rate_init * np.sqrt(1 - b2 ** self.t)
+        lr = (self.base_rate * np.sqrt(1 - b2 ** self.t)
               / (1 - b1 ** self.t))
         _optim.adam_step(params, grads, self.m, self.v, lr, b1, b2,
                          self.epsilon)

@@ -25,10 +25,11 @@ import os
 
 import numpy as np
 
-from . import _conv, _pool
+from . import _batchnorm, _conv, _pool
 from ._threads import blas_single_threaded, effective_n_threads
 
-__all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "POOL_KINDS"]
+__all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "batch_norm",
+           "batch_norm_grad", "POOL_KINDS"]
 
 POOL_KINDS = ("max", "l2", "avg")
 
@@ -402,6 +403,87 @@ def pool2d_grad(dy, x, size=2, *, stride=None, kind="max", n_threads=None):
     return _pool_backward(dy, x, y, cache, kind, size, stride, n_threads)
 
 
+
+def _validate_batch_norm(x, gamma, beta, eps, n_threads, sample_weight, dy=None):
+    """Shared checks of the batch-norm ops; returns the prepared arrays, the
+    weights and the thread count."""
+    doc_x = "(n_samples, n_channels, height, width)"
+    arrays = [x, gamma, beta] + ([] if dy is None else [dy])
+    names = ["x", "gamma", "beta", "dy"]
+    arrays = _prepare(arrays, names, [4, 1, 1, 4],
+                      [doc_x, "(n_channels,)", "(n_channels,)", doc_x])
+    x, gamma, beta = arrays[:3]
+    _check_nonempty(x, "x", doc_x)
+    for a, name in ((gamma, "gamma"), (beta, "beta")):
+        if a.shape != (x.shape[1],):
+            raise ValueError(f"{name} must have shape (n_channels,) = "
+                             f"({x.shape[1]},), got {a.shape}")
+    if dy is not None:
+        _check_dy(arrays[3], x.shape, "batch-norm")
+    if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
+            or not np.isfinite(eps) or eps <= 0):
+        raise ValueError(f"eps must be a finite real number > 0, got {eps!r}")
+    if sample_weight is not None:
+        sample_weight = _check_numeric(sample_weight, "sample_weight")
+        if sample_weight.shape != (x.shape[0],):
+            raise ValueError(f"sample_weight must have shape (n_samples,) = "
+                             f"({x.shape[0]},), got {sample_weight.shape}")
+        sample_weight = sample_weight.astype(np.float64)
+        if (not np.isfinite(sample_weight).all() or (sample_weight < 0).any()
+                or (x.shape[0] and sample_weight.sum() <= 0)):
+            raise ValueError("sample_weight must be finite, >= 0, and not sum to 0")
+    return arrays, sample_weight, effective_n_threads(n_threads)
+
+
+def batch_norm(x, gamma, beta, *, eps=1e-5, sample_weight=None, n_threads=None):
+    """Batch normalisation of feature maps with the batch's statistics.
+
+    ``y[n, c] = gamma[c] * (x[n, c] - mean[c]) / sqrt(var[c] + eps) + beta[c]``
+    where ``mean[c]`` and ``var[c]`` (biased) are taken over the samples and
+    positions of channel ``c``, each sample counting ``sample_weight[n]``
+    times (a weight of 2 is the sample twice, 0 leaves it out).
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_channels, height, width)
+    gamma, beta : array-like of shape (n_channels,)
+        The learned scale and shift.
+    eps : float > 0, default=1e-5
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative, not all zero; None means all ones.
+    n_threads : int, default=None
+
+    Returns
+    -------
+    y : ndarray of the shape of x
+    mean, var : ndarray of shape (n_channels,), float64
+        The batch's statistics (``var`` biased).
+    """
+    (x, gamma, beta), weights, n_threads = _validate_batch_norm(
+        x, gamma, beta, eps, n_threads, sample_weight)
+    y, mean, var, _ = _bn_forward_train(x, gamma, beta, eps, n_threads,
+                                        weights=weights)
+    return y, mean, var
+
+
+def batch_norm_grad(dy, x, gamma, beta, *, eps=1e-5, sample_weight=None,
+                    n_threads=None):
+    """Gradients of :func:`batch_norm` (same arguments, and ``dy`` of the
+    shape of x) with respect to x, gamma and beta.
+
+    Returns
+    -------
+    dx : ndarray of the shape of x
+    dgamma, dbeta : ndarray of shape (n_channels,)
+    """
+    (x, gamma, beta, dy), weights, n_threads = _validate_batch_norm(
+        x, gamma, beta, eps, n_threads, sample_weight, dy)
+    y, mean, _, invstd = _bn_forward_train(x, gamma, beta, eps, n_threads,
+                                           weights=weights)
+    return _bn_backward(dy, x, y, gamma, mean, invstd, n_threads,
+                        weights=weights)
+
+
 # --------------------------------------------------------------------------
 # Unvalidated helpers for the layers: arrays are C-contiguous, of one float
 # dtype, and of shapes the public checks above would accept.
@@ -484,3 +566,57 @@ def _pool_backward(dy, x, y, cache, kind, size, stride, n_threads, dx=None):
         _pool.avg_pool_backward(dy, dx, size[0], size[1], stride[0],
                                 stride[1], n_threads)
     return dx
+
+
+def _planes(a):
+    """(N, C, H, W) -> (N, C, H * W), a view."""
+    return a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+
+
+def _unit_weights(x, weights):
+    if weights is None:
+        return np.ones(x.shape[0])
+    return np.ascontiguousarray(weights, dtype=np.float64)
+
+
+def _bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
+                      weights=None):
+    """Batch norm with the batch's statistics (weighted by the samples'
+    ``weights``, float64 (N,) summing to > 0; None is unit weights), then
+    ``activation``; returns (y, mean, var, invstd), the statistics as
+    float64 (C,) arrays."""
+    if out is None:
+        out = np.empty_like(x)
+    c = x.shape[1]
+    mean, var, invstd = np.zeros(c), np.zeros(c), np.zeros(c)
+    _batchnorm.forward_train(_planes(x), _unit_weights(x, weights), gamma, beta,
+                             _planes(out), mean, var,
+                             invstd, float(eps), _conv.ACTIVATIONS[activation],
+                             n_threads)
+    return out, mean, var, invstd
+
+
+def _bn_forward_scale(x, scale, shift, n_threads, activation=None, out=None):
+    """y = activation(x * scale[c] + shift[c]): batch norm at prediction."""
+    if out is None:
+        out = np.empty_like(x)
+    _batchnorm.forward_scale(_planes(x), scale, shift, _planes(out),
+                             _conv.ACTIVATIONS[activation], n_threads)
+    return out
+
+
+def _bn_backward(dy, x, y, gamma, mean, invstd, n_threads, activation=None,
+                 dx=None, dgamma=None, dbeta=None, weights=None):
+    """Gradients of :func:`_bn_forward_train`; ``y`` is its output and
+    ``weights`` the sample weights it was given."""
+    if dx is None:
+        dx = np.empty_like(x)
+    if dgamma is None:
+        dgamma = np.empty_like(gamma)
+    if dbeta is None:
+        dbeta = np.empty_like(gamma)
+    _batchnorm.backward(_planes(dy), _planes(x), _unit_weights(x, weights),
+                        _planes(y), gamma, mean, invstd,
+                        _planes(dx), dgamma, dbeta, _conv.ACTIVATIONS[activation],
+                        n_threads)
+    return dx, dgamma, dbeta

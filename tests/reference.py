@@ -103,6 +103,45 @@ def pool2d_grad(dy, x, size=2, stride=None, kind="max"):
     return dx
 
 
+def batch_norm(x, gamma, beta, eps=1e-5):
+    """Batch norm over (samples, positions) per channel, channel by channel,
+    in float64: returns (y, mean, biased var)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    n_channels = x.shape[1]
+    mean, var = np.empty(n_channels), np.empty(n_channels)
+    for c in range(n_channels):
+        values = x[:, c].ravel()
+        mean[c] = values.sum() / values.size
+        var[c] = ((values - mean[c]) ** 2).sum() / values.size
+        y[:, c] = gamma[c] * (x[:, c] - mean[c]) / np.sqrt(var[c] + eps) + beta[c]
+    return y, mean, var
+
+
+def batch_norm_grad(dy, x, gamma, eps=1e-5):
+    """Gradients of batch_norm by the chain rule through the statistics,
+    written term by term (not the simplified closed form the kernel uses)."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    dx = np.empty_like(x)
+    n_channels = x.shape[1]
+    dgamma, dbeta = np.empty(n_channels), np.empty(n_channels)
+    for c in range(n_channels):
+        xc, g = x[:, c], dy[:, c]
+        m = xc.size
+        mu = xc.mean()
+        var = ((xc - mu) ** 2).mean()
+        std = np.sqrt(var + eps)
+        xhat = (xc - mu) / std
+        dbeta[c] = g.sum()
+        dgamma[c] = (g * xhat).sum()
+        dxhat = g * gamma[c]
+        dvar = (dxhat * (xc - mu)).sum() * -0.5 * std ** -3
+        dmu = -(dxhat / std).sum() + dvar * (-2 * (xc - mu)).mean()
+        dx[:, c] = dxhat / std + dvar * 2 * (xc - mu) / m + dmu / m
+    return dx, dgamma, dbeta
+
+
 def numerical_grad(f, x, eps=1e-6):
     """Central differences of the scalar function f at x (float64)."""
     x = np.array(x, dtype=np.float64)

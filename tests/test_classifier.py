@@ -456,7 +456,17 @@ def test_progress_bar_for_long_epochs(digits, capsys):
     assert "img/s" in err and "/1000" in err
 
 
-@pytest.mark.parametrize("kind", ["shift", "flip", "shift+flip"])
+def _translated(img, dy, dx):
+    """img moved down by dy and right by dx pixels, zero fill (reference)."""
+    out = np.zeros_like(img)
+    h, w = img.shape[-2:]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        img[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["shift", "flip", "shift+flip", "translate",
+                                  "translate+flip"])
 def test_augment_keeps_labels_shapes_and_is_reproducible(kind):
     from pyconvnet._augment import augment_batch
 
@@ -477,13 +487,50 @@ def test_augment_keeps_labels_shapes_and_is_reproducible(kind):
             up[:, :-1], down[:, 1:] = img[:, 1:], img[:, :-1]
             left[:, :, :-1], right[:, :, 1:] = img[:, :, 1:], img[:, :, :-1]
             views += [up, down, left, right]
+        if "translate" in kind:
+            views = [_translated(img, dy, dx) for dy in range(-2, 3)
+                     for dx in range(-2, 3)]
         if "flip" in kind:
             views += [v[..., ::-1] for v in views]
         candidates.append(views)
     for out, views in zip(a, candidates):
         assert any(np.array_equal(out, v) for v in views)
     changed = np.mean([not np.array_equal(o, i) for o, i in zip(a, x)])
-    assert 0.3 < changed < 0.95
+    assert 0.3 < changed < 0.99
+    if "translate" in kind:
+        # all 25 offsets occur (each 1/25 of the time)
+        seen = {next(i for i, v in enumerate(views[:25]) if np.array_equal(o, v)
+                     or np.array_equal(o, v[..., ::-1]))
+                for o, views in zip(a, candidates)}
+        assert len(seen) == 25
+
+
+def test_cosine_schedule_in_fit_and_partial_fit(digits):
+    """The step follows lr0 * (1 + cos(pi * epochs_done / max_iter)) / 2 per
+    batch, for both solvers: each fit runs the whole schedule, partial_fit
+    calls count as epochs of one."""
+    from pyconvnet._optimizers import cosine_rate
+
+    X, y = digits
+    X, y = X[:256], y[:256]
+    for solver in ("sgd", "adam"):
+        params = {**SMALL, "solver": solver, "learning_rate": "cosine",
+                  "learning_rate_init": 0.02, "max_iter": 4, "batch_size": 64,
+                  "tol": 0, "n_iter_no_change": 100}
+        model = _quiet_fit(ConvNetClassifier(**params), X, y)
+        # the last of 16 batches ran at progress 15/16
+        assert model._optimizer.base_rate == pytest.approx(cosine_rate(0.02, 15 / 16))
+        assert model._optimizer.base_rate < 0.02 * 0.01
+        constant = _quiet_fit(ConvNetClassifier(**{**params, "learning_rate": "constant"}),
+                              X, y)
+        assert not np.array_equal(constant.coefs_[0], model.coefs_[0])
+        incremental = ConvNetClassifier(**params)
+        for call in range(2):
+            incremental.partial_fit(X, y, classes=np.unique(y))
+        assert incremental._optimizer.base_rate == pytest.approx(cosine_rate(0.02, 1.75 / 4))
+    assert cosine_rate(0.1, 0) == 0.1
+    assert cosine_rate(0.1, 0.5) == pytest.approx(0.05)
+    assert cosine_rate(0.1, 1) == cosine_rate(0.1, 7) == pytest.approx(0.0)
 
 
 def test_augment_in_fit_is_seeded_and_grid_searchable(digits):

@@ -3,6 +3,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from pyconvnet import ConvNetClassifier
 
 
-@parametrize_with_checks([ConvNetClassifier(random_state=0)])
+@parametrize_with_checks([
+    ConvNetClassifier(random_state=0),
+    ConvNetClassifier(batch_norm=True, learning_rate="cosine", random_state=0),
+])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
