@@ -14,6 +14,7 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       check_classification_targets,
                                       type_of_target)
 from sklearn.utils.validation import (_check_sample_weight, check_array,
+                                      column_or_1d,
                                       check_is_fitted, validate_data)
 
 from ._augment import AUGMENT_KINDS, augment_batch
@@ -385,12 +386,16 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             if reset:
                 _warn_if_channels_last(nd_shape)
             X = X.reshape(X.shape[0], -1)
+        # Sparse X stays sparse (CSR, whose rows slice cheaply): batches are
+        # densified one at a time, in training and in prediction.
         kwargs = dict(dtype=self._input_dtypes(reset), ensure_all_finite=True,
-                      order="C", reset=reset)
+                      order="C", reset=reset, accept_sparse="csr")
         if y is None:
             X = validate_data(self, X, **kwargs)
         else:
-            X, y = validate_data(self, X, y, multi_output=False, **kwargs)
+            X, y = validate_data(self, X, y, multi_output=True, **kwargs)
+            if sparse.issparse(y):
+                y = y.toarray()
         return X, y, nd_shape
 
     def _resolve_image_shape(self, n_features, nd_shape):
@@ -427,7 +432,20 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         return (1, 1, n_features)
 
     def _images(self, X):
+        """Dense X as (n, C, H, W), a view; sparse X as it is (see _rows)."""
+        if sparse.issparse(X):
+            return X
         return X.reshape((X.shape[0],) + self.image_shape_)
+
+    def _rows(self, images, rows):
+        """The images at ``rows`` (indices or a slice) as a dense
+        (n, C, H, W) array: only this batch is densified for sparse X."""
+        if sparse.issparse(images):
+            batch = images[rows].toarray().astype(self._dtype, copy=False)
+            return batch.reshape((batch.shape[0],) + self.image_shape_)
+        if isinstance(rows, slice):
+            return images[rows]
+        return np.take(images, rows, axis=0)
 
     # ------------------------------------------------------------------
     # Fitting
@@ -457,7 +475,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         ----------
         X, y, sample_weight : as in :meth:`fit`
         classes : array-like of shape (n_classes,), default=None
-            All the classes there will be; required on the first call.
+            All the classes there will be; required on the first call (but
+            for a multi-label y, whose columns are the labels).
 
         Returns
         -------
@@ -468,7 +487,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping:
             # As MLPClassifier: a held-out split of one batch means nothing.
             raise ValueError("partial_fit does not support early_stopping=True")
-        if _check_partial_fit_first_call(self, classes):
+        # A multi-label y (a 0/1 matrix) names its labels by its columns: the
+        # first call needs no ``classes``.
+        first_multilabel = (not hasattr(self, "classes_") and classes is None
+                            and type_of_target(y) == "multilabel-indicator")
+        if first_multilabel or _check_partial_fit_first_call(self, classes):
             # A first call: forget any earlier fit.
             for attr in ("_network", "_optimizer"):
                 self.__dict__.pop(attr, None)
@@ -481,8 +504,23 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         )
         X, y, nd_shape = self._validate_X(X, y, reset=first_pass)
         check_classification_targets(y)
-        if type_of_target(y) not in ("binary", "multiclass"):
-            raise ValueError(f"y must be a 1-D array of class labels, got {type_of_target(y)}")
+        target = type_of_target(y)
+        if target not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(
+                "y must be a 1-D array of class labels or a 2-D indicator matrix "
+                f"of labels (multi-label), got {target}")
+        multilabel = target == "multilabel-indicator"
+        if not multilabel:
+            y = column_or_1d(y, warn=True)   # a column vector warns, as elsewhere
+        if not first_pass and multilabel != (self.out_activation_ == "logistic"):
+            raise ValueError(
+                "y is " + ("a multi-label indicator matrix" if multilabel else
+                           "a vector of class labels") + ", but the model was "
+                "fitted on " + ("class labels" if multilabel else
+                                "a multi-label indicator matrix"))
+        if multilabel:
+            return self._fit_checked(X, y, sample_weight, incremental, first_pass,
+                                     nd_shape, n_threads, multilabel=True)
         if not first_pass and not incremental:
             seen = np.unique(y)
             if set(seen.tolist()) != set(self.classes_.tolist()):
@@ -505,6 +543,22 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 f"classes: {unseen.tolist()}; expected {self.classes_.tolist()}"
             )
         y_idx = np.searchsorted(self.classes_, y).astype(np.intp)
+        return self._fit_checked(X, y_idx, sample_weight, incremental, first_pass,
+                                 nd_shape, n_threads, multilabel=False)
+
+    def _fit_checked(self, X, y, sample_weight, incremental, first_pass, nd_shape,
+                     n_threads, multilabel):
+        """Fit on validated X and encoded targets: class indices, or for a
+        multi-label problem the (n_samples, n_labels) 0/1 matrix."""
+        if multilabel:
+            n_labels = y.shape[1]
+            if not first_pass and n_labels != len(self.classes_):
+                raise ValueError(
+                    f"y has {n_labels} labels, but the model was fitted on "
+                    f"{len(self.classes_)}")
+            # As MLPClassifier: the labels are the columns, 0 .. n_labels - 1.
+            self.classes_ = np.arange(n_labels)
+            y = np.asarray(y, dtype=np.float64)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         if sample_weight.sum() <= 0:
@@ -513,7 +567,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if first_pass:
             self._init_fitted_state(
                 self._resolve_image_shape(X.shape[1], nd_shape), self.classes_,
-                X.dtype.type)
+                X.dtype.type, multilabel=multilabel)
             if self.verbose:
                 print(self.architecture_summary())
         else:
@@ -537,7 +591,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
         self._network.set_threads(n_threads)
         with blas_single_threaded():
-            self._train(X, y_idx, sample_weight, incremental, n_threads)
+            self._train(X, y, sample_weight, incremental, n_threads)
         return self
 
     def _plan(self, image_shape, n_classes, dtype):
@@ -554,7 +608,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             self.activation, self.dropout, np.dtype(dtype).itemsize,
             bool(self.batch_norm))
 
-    def _init_fitted_state(self, image_shape, classes, dtype, plan=None):
+    def _init_fitted_state(self, image_shape, classes, dtype, plan=None,
+                           multilabel=False):
         """Everything a first fit starts from — and ``load`` too, which then
         overwrites the weights and the training history: the network built
         from the one ``random_state`` (which keeps driving shuffling and
@@ -564,7 +619,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         self._dtype = dtype
         self.image_shape_ = tuple(image_shape)
         self._random_state = check_random_state(self.random_state)
-        self._network = build_network(plan, image_shape, self._random_state, dtype)
+        self._network = build_network(plan, image_shape, self._random_state, dtype,
+                                      "logistic" if multilabel else "softmax")
         self._optimizer = None
         self.n_iter_ = 0
         self.t_ = 0
@@ -591,7 +647,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                             for l in layers]
         self.layers_ = self._network.summary()
         self.n_layers_ = len(layers) + 2
-        self.out_activation_ = "softmax"
+        self.out_activation_ = self._network.out_activation
 
     def architecture_summary(self):
         """The network built, one line per layer, as a printable table."""
@@ -612,7 +668,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         early_stopping = self.early_stopping and not incremental
         if early_stopping:
             X, X_val, y, y_val, sample_weight, sw_val = _validation_split(
-                X, y, sample_weight, self.validation_fraction, rng)
+                X, y, sample_weight, self.validation_fraction, rng,
+                stratify=y.ndim == 1)
             self._best_params = self._network.flat_params.copy()
         # As in scikit-learn >= 1.9, n_iter_ counts the epochs of this call;
         # t_ counts every sample seen since the first fit.
@@ -655,7 +712,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                     sw = sample_weight[idx]
                     if sw.sum() <= 0:
                         continue
-                    batch = np.take(images, idx, axis=0)
+                    batch = self._rows(images, idx)
                     if self.augment is not None:
                         batch = augment_batch(batch, self.augment, rng)
                     governor.start()
@@ -688,8 +745,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 self._optimizer.iteration_ends(self.t_)
                 elapsed = time.perf_counter() - start
                 if early_stopping:
-                    score = float(np.average(self._predict_idx(X_val) == y_val,
-                                             weights=sw_val))
+                    score = self._validation_score(X_val, y_val, sw_val)
                     self.validation_scores_.append(score)
                 if self.verbose:
                     msg = f"Epoch {self.n_iter_}, loss = {self.loss_:.8f}"
@@ -763,19 +819,34 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     # Prediction
     # ------------------------------------------------------------------
     def _log_proba_of_valid(self, X):
-        """Log-probabilities of validated 2-D X, in bounded-memory batches."""
+        """Log-probabilities of validated 2-D X, in bounded-memory batches
+        (of classes; of each label for a multi-label model)."""
         images = self._images(X)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=self._dtype)
         self._network.set_threads(effective_n_threads(self.n_threads))
         with blas_single_threaded():
             for lo in range(0, X.shape[0], PREDICT_BATCH):
                 out[lo:lo + PREDICT_BATCH] = self._network.predict_log_proba(
-                    images[lo:lo + PREDICT_BATCH]
+                    self._rows(images, slice(lo, lo + PREDICT_BATCH))
                 )
         return out
 
     def _predict_idx(self, X):
-        return np.argmax(self._log_proba_of_valid(X), axis=1)
+        """Class indices, or the 0/1 label matrix of a multi-label model."""
+        log_proba = self._log_proba_of_valid(X)
+        if self.out_activation_ == "logistic":
+            return (log_proba > np.log(0.5)).astype(int)
+        return np.argmax(log_proba, axis=1)
+
+    def _validation_score(self, X_val, y_val, sw_val):
+        """Weighted accuracy (subset accuracy for multi-label) on the
+        early-stopping split."""
+        predicted = self._predict_idx(X_val)
+        if predicted.ndim == 2:
+            correct = np.all(predicted == y_val, axis=1)
+        else:
+            correct = predicted == y_val
+        return float(np.average(correct, weights=sw_val))
 
     def _validate_predict_X(self, X):
         check_is_fitted(self)
@@ -792,12 +863,18 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         return self._log_proba_of_valid(self._validate_predict_X(X))
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
+        """Class probabilities, shape (n_samples, n_classes); rows sum to 1.
+        For a multi-label model, each label's probability (n_samples,
+        n_labels)."""
         return np.exp(self.predict_log_proba(X))
 
     def predict(self, X):
-        """The most probable class of each sample, shape (n_samples,)."""
+        """The most probable class of each sample, shape (n_samples,); for a
+        multi-label model the 0/1 indicator matrix (n_samples, n_labels) of
+        the labels whose probability exceeds 0.5."""
         X = self._validate_predict_X(X)
+        if self.out_activation_ == "logistic":
+            return self._predict_idx(X)
         return self.classes_[self._predict_idx(X)]
 
     def __getstate__(self):
@@ -835,6 +912,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
         return tags
 
 
@@ -865,12 +944,14 @@ def _warn_if_channels_last(shape):
         )
 
 
-def _validation_split(X, y, sample_weight, fraction, rng):
+def _validation_split(X, y, sample_weight, fraction, rng, stratify=True):
     """Hold out a stratified ``fraction`` of the data, as MLPClassifier does:
     a class with a single member, or a split too small to hold every class,
-    is a ValueError rather than a silently unstratified split."""
+    is a ValueError rather than a silently unstratified split. (A multi-label
+    problem is split without stratification, as MLPClassifier does.)"""
     X, X_val, y, y_val, sample_weight, sw_val = train_test_split(
-        X, y, sample_weight, random_state=rng, test_size=fraction, stratify=y)
+        X, y, sample_weight, random_state=rng, test_size=fraction,
+        stratify=y if stratify else None)
     if X_val.shape[0] < 2:
         raise ValueError(
             "The validation set is too small. Increase 'validation_fraction' "

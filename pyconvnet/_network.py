@@ -10,6 +10,7 @@ images and plain tabular rows alike), and allocates nothing;
 import os
 
 import numpy as np
+from scipy.special import expit
 
 from . import ops
 from ._layers import (Activation, BatchNorm2D, Conv2D, Dense, Dropout,
@@ -98,9 +99,10 @@ def param_shapes(plan):
     return [shape for _, _, shapes in plan for shape in shapes]
 
 
-def build_network(plan, input_shape, rng, dtype):
+def build_network(plan, input_shape, rng, dtype, out_activation="softmax"):
     """Instantiate a plan: the layers, their initial weights drawn from
-    ``rng`` in layer order, and the network that owns them."""
+    ``rng`` in layer order, and the network that owns them, ending in a
+    softmax over classes or (``"logistic"``) a sigmoid per label."""
     layers = []
     for kind, args, _ in plan:
         if kind == "conv":
@@ -128,7 +130,7 @@ def build_network(plan, input_shape, rng, dtype):
         else:
             layers.append(Dropout(args["in_shape"], args["rate"], rng))
     layers[0].input_grad = False
-    return Network(tuple(input_shape), layers)
+    return Network(tuple(input_shape), layers, out_activation)
 
 
 def _log_softmax(scores):
@@ -143,7 +145,10 @@ def _log_softmax(scores):
 
 
 class Network:
-    """A chain of layers ending in raw scores; softmax and the loss on top.
+    """A chain of layers ending in raw scores; on top, either a softmax and
+    the log-likelihood of the class (``out_activation="softmax"``), or a
+    sigmoid per label and the binary cross-entropy summed over the labels
+    (``"logistic"``, multi-label), as in MLPClassifier.
 
     The network owns every parameter: ``flat_params`` is one 1-D array that
     holds them all, ``flat_grads`` one of the same size for their gradients.
@@ -154,9 +159,13 @@ class Network:
     pickle or joblib still trains the arrays it predicts with.
     """
 
-    def __init__(self, input_shape, layers):
+    def __init__(self, input_shape, layers, out_activation="softmax"):
+        if out_activation not in ("softmax", "logistic"):
+            raise ValueError(f"out_activation must be softmax or logistic, got "
+                             f"{out_activation!r}")
         self.input_shape = input_shape
         self.layers = layers
+        self.out_activation = out_activation
         initial = [p for layer in layers for p in layer.params]
         self.dtype = initial[0].dtype
         self.flat_params = np.concatenate([p.ravel() for p in initial])
@@ -189,6 +198,7 @@ class Network:
                 if k not in ("_param_list", "_grad_list", "flat_grads")}
 
     def __setstate__(self, state):
+        state.setdefault("out_activation", "softmax")
         self.__dict__.update(state)
         self.flat_grads = np.zeros_like(self.flat_params)
         self._bind()
@@ -217,7 +227,8 @@ class Network:
                 "output_shape": tuple(int(s) for s in layer.out_shape),
                 "n_params": layer.n_params(),
             })
-        rows.append({"layer": "softmax", "kind": "softmax",
+        rows.append({"layer": "softmax" if self.out_activation == "softmax" else
+                     "sigmoid per label", "kind": self.out_activation,
                      "output_shape": rows[-1]["output_shape"], "n_params": 0})
         return rows
 
@@ -230,26 +241,41 @@ class Network:
         return x
 
     def predict_log_proba(self, x):
-        return _log_softmax(self.forward(x, training=False))
+        scores = self.forward(x, training=False)
+        if self.out_activation == "logistic":
+            return -np.logaddexp(0, -scores)       # log sigmoid, stable
+        return _log_softmax(scores)
 
     def train_step_grads(self, x, y, sample_weight, alpha):
         """Forward and backward on one batch; fills each layer's grads.
 
-        The cost is the weighted mean log-likelihood loss
-        ``-sum_i w_i log p_i[y_i] / sum_i w_i`` plus
+        ``y`` holds class indices, or for a multi-label network the
+        (n, n_labels) 0/1 matrix. The cost is the weighted mean
+        log-likelihood loss ``-sum_i w_i log p_i[y_i] / sum_i w_i`` (for
+        multi-label, ``-sum_i w_i sum_k [y_ik log p_ik + (1 - y_ik) log(1 -
+        p_ik)] / sum_i w_i``) plus
         ``alpha / 2 * ||weights||^2 / sum_i w_i`` (scikit-learn's MLP uses
         the batch size where the weights sum is used here; the two agree for
         unit weights, and the sum makes a weight of 2 mean "this sample
         twice"). Returns the cost.
         """
         scores = self.forward(x, training=True, sample_weight=sample_weight)
-        log_p = _log_softmax(scores)
         total = float(sample_weight.sum())
-        rows = np.arange(len(y))
-        loss = -float(np.dot(sample_weight, log_p[rows, y])) / total
-        # d loss / d scores = w_i (softmax - onehot) / sum w
-        dy = np.exp(log_p, out=log_p)
-        dy[rows, y] -= 1
+        if self.out_activation == "logistic":
+            # -[y log s(z) + (1 - y) log(1 - s(z))] = log(1 + e^z) - y z, and
+            # d/dz = s(z) - y.
+            y = y.astype(scores.dtype, copy=False)
+            per_sample = (np.logaddexp(0, scores) - y * scores).sum(axis=1)
+            loss = float(np.dot(sample_weight, per_sample)) / total
+            dy = expit(scores)
+            dy -= y
+        else:
+            log_p = _log_softmax(scores)
+            rows = np.arange(len(y))
+            loss = -float(np.dot(sample_weight, log_p[rows, y])) / total
+            # d loss / d scores = w_i (softmax - onehot) / sum w
+            dy = np.exp(log_p, out=log_p)
+            dy[rows, y] -= 1
         dy *= (sample_weight / total).astype(dy.dtype)[:, None]
         for layer in reversed(self.layers):
             dy = layer.backward(dy)

@@ -75,6 +75,7 @@ def save(model, path):
         "feature_names_in": (None if not hasattr(model, "feature_names_in_")
                              else [str(v) for v in model.feature_names_in_]),
         "n_params": len(model._network.params),
+        "multilabel": model.out_activation_ == "logistic",
     }
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                       for k, v in meta["fitted"].items()}
@@ -253,6 +254,9 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
             for v in image_shape)):
         raise ValueError(f"image_shape must be 3 positive ints, got {image_shape!r}")
     image_shape = tuple(image_shape)
+    multilabel = meta.get("multilabel", False)      # absent in older files
+    if not isinstance(multilabel, bool):
+        raise ValueError(f"multilabel must be a bool, got {multilabel!r}")
     fitted = _check_fitted(meta["fitted"])
     if fitted["n_features_in_"] != int(np.prod(image_shape, dtype=object)):
         raise ValueError("n_features_in_ does not match image_shape")
@@ -296,12 +300,18 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     classes = _read_member(archive, class_info, class_header)
     if len(np.unique(classes)) != len(classes):
         raise ValueError("classes are not unique")
-    model._init_fitted_state(image_shape, classes, dtype.type, plan=plan)
+    if multilabel and not np.array_equal(classes, np.arange(len(classes))):
+        raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
+    model._init_fitted_state(image_shape, classes, dtype.type, plan=plan,
+                             multilabel=multilabel)
     for i, target in enumerate(model._network.params):
         stored = _read_member(archive, *headers[i])
         if not np.isfinite(stored).all():
             raise ValueError(f"weight array {i} holds non-finite values")
         target[...] = stored
+    for layer in model._network.layers:
+        if layer.kind == "batchnorm" and (layer.params[3] < 0).any():
+            raise ValueError("a batch-norm layer's running variance is negative")
     for key, value in fitted.items():
         setattr(model, key, value)
     if model.best_loss_ is None and not model.early_stopping:

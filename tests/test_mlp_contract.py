@@ -10,9 +10,8 @@ test_lbfgs_*, test_multioutput_regression, test_partial_fit_regression,
 test_mlp_regressor_dtypes_casting, test_mlp_vs_poisson_glm_equivalent,
 test_mlp_diverging_loss (a regressor's NaN validation score), test_gradient
 and test_fit (hand-set MLP weights; the network's gradients are checked
-numerically in test_network.py). Sparse input and multi-label targets
-(test_sparse_matrices, test_multilabel_classification,
-test_predict_proba_multilabel) are not supported yet.
+numerically in test_network.py). The lbfgs solver of the multi-label and
+sparse tests is replaced by adam with more epochs.
 """
 import re
 import warnings
@@ -20,7 +19,9 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits, load_iris, make_classification
+from scipy import sparse
+from sklearn.datasets import (load_digits, load_iris, make_classification,
+                              make_multilabel_classification)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import MinMaxScaler
@@ -435,3 +436,60 @@ def test_minimum_input_sample_size():
     X, y = X_digits_binary[:4], np.array([0, 1, 0, 1])
     with pytest.raises(ValueError):
         ConvNetClassifier(early_stopping=True, random_state=0).fit(X, y)
+
+
+def test_multilabel_classification():
+    # Multi-label classification: fit, then partial_fit.
+    X, y = make_multilabel_classification(n_samples=50, random_state=0,
+                                          return_indicator=True)
+    clf = ConvNetClassifier(**{**SMALL, "hidden_layer_sizes": (50,)}, alpha=1e-5,
+                            max_iter=300, random_state=0, activation="logistic",
+                            learning_rate_init=0.02, tol=0)
+    with ignore_warnings(category=ConvergenceWarning):
+        clf.fit(X, y)
+    assert clf.score(X, y) > 0.97
+    # (16 feature maps: three sigmoid maps learn too slowly in 100 steps)
+    clf = ConvNetClassifier(conv_layers=((16, 3),), hidden_layer_sizes=(50,),
+                            solver="sgd", random_state=0, activation="logistic",
+                            alpha=1e-5, learning_rate_init=0.2)
+    for i in range(100):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3, 4])
+    assert clf.score(X, y) > 0.9
+
+
+def test_predict_proba_multilabel():
+    # Multi-label probabilities are one sigmoid per label, not a softmax.
+    X, Y = make_multilabel_classification(n_samples=50, random_state=0,
+                                          return_indicator=True)
+    n_samples, n_classes = Y.shape
+    clf = ConvNetClassifier(**{**SMALL, "hidden_layer_sizes": (30,)}, max_iter=300,
+                            learning_rate_init=0.02, tol=0, random_state=0)
+    with ignore_warnings(category=ConvergenceWarning):
+        clf.fit(X, Y)
+    y_proba = clf.predict_proba(X)
+    assert y_proba.shape == (n_samples, n_classes)
+    assert_array_equal(y_proba > 0.5, Y)
+    y_log_proba = clf.predict_log_proba(X)
+    assert (y_proba.sum(1) - 1).dot(y_proba.sum(1) - 1) > 1e-10
+    assert_array_equal(y_proba.argmax(axis=1), y_log_proba.argmax(axis=1))
+    # (atol: for probabilities near 1, log(exp(log p)) keeps few digits)
+    assert_allclose(y_log_proba, np.log(y_proba), rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("csr_container", [sparse.csr_matrix, sparse.csr_array,
+                                           sparse.csc_matrix, sparse.csc_array])
+def test_sparse_matrices(csr_container):
+    # Sparse and dense input give the same results.
+    X = X_digits_binary[:50]
+    y = y_digits_binary[:50]
+    X_sparse = csr_container(X)
+    clf = ConvNetClassifier(**SMALL, max_iter=20, random_state=1)
+    with ignore_warnings(category=ConvergenceWarning):
+        clf.fit(X, y)
+    pred1 = clf.predict(X)
+    proba1 = clf.predict_proba(X)
+    with ignore_warnings(category=ConvergenceWarning):
+        clf.fit(X_sparse, y)
+    assert_array_equal(clf.predict(X_sparse), pred1)
+    assert_array_equal(clf.predict_proba(X_sparse), proba1)
+    assert_array_equal(clf.predict(X), clf.predict(X_sparse))
