@@ -73,18 +73,26 @@ def plot_ops(data, path):
 
 
 def plot_accuracy(data, path):
+    """The ladder as a line per dataset; the best recipe's seeds and its
+    ensemble as separate points."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for dataset, rows in data["results"].items():
-        rows = rows + [dict(b, rung="best single") for d, b in data.get("best", {}).items()
-                       if d == dataset]
-        if not rows:
-            continue
-        xs = [r["train_seconds"] for r in rows]
-        ys = [r["accuracy"] for r in rows]
-        ax.plot(xs, ys, "o-", label=dataset)
-        for r in rows:
-            ax.annotate(r["rung"], (r["train_seconds"], r["accuracy"]), fontsize=7,
-                        xytext=(3, -8), textcoords="offset points")
+        if rows:
+            xs = [r["train_seconds"] for r in rows]
+            ys = [r["accuracy"] for r in rows]
+            ax.plot(xs, ys, "o-", label=f"{dataset}: Nielsen's ladder")
+            for r in rows:
+                ax.annotate(r["rung"], (r["train_seconds"], r["accuracy"]), fontsize=7,
+                            xytext=(3, -8), textcoords="offset points")
+        best = data.get("best", {}).get(dataset)
+        if best:
+            runs = best["runs"]
+            ax.plot([r["train_seconds"] for r in runs], [r["accuracy"] for r in runs],
+                    "s", label=f"{dataset}: best recipe (one point per seed)")
+            if "ensemble" in best:
+                e = best["ensemble"]
+                ax.plot([e["train_seconds"]], [e["accuracy"]], "*", markersize=12,
+                        label=f"{dataset}: ensemble of 5 (soft voting)")
     ax.set_xscale("log")
     ax.set_xlabel("training time (s, log scale)")
     ax.set_ylabel("test accuracy")

@@ -13,14 +13,16 @@
 #include <stddef.h>
 #if defined(_MSC_VER)
 #define PCN_RESTRICT __restrict
+#define PCN_INLINE __inline
 #else
 #define PCN_RESTRICT __restrict__
+#define PCN_INLINE inline
 #endif
 
 /* Sum of n values in double, in a fixed order: eight independent partial
    sums (one vector register of doubles) added pairwise at the end. */
 #define PCN_SUM8(NAME, T)                                                 \
-static double NAME(const T* PCN_RESTRICT a, ptrdiff_t n) {              \
+static PCN_INLINE double NAME(const T* PCN_RESTRICT a, ptrdiff_t n) {              \
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                               \
     ptrdiff_t k = 0; int j;                                               \
     for (; k + 8 <= n; k += 8)                                            \
@@ -33,7 +35,7 @@ PCN_SUM8(pcn_sum_d, double)
 
 /* dz = dy * act'(z), written in terms of the activated output y. */
 #define PCN_ACT_GRAD(NAME, T)                                             \
-static void NAME(const T* PCN_RESTRICT dy, const T* PCN_RESTRICT y,     \
+static PCN_INLINE void NAME(const T* PCN_RESTRICT dy, const T* PCN_RESTRICT y,     \
                  T* PCN_RESTRICT dz, ptrdiff_t n, int act) {             \
     ptrdiff_t k;                                                          \
     if (act == 1) {                                                       \
@@ -53,7 +55,7 @@ PCN_ACT_GRAD(pcn_act_grad_d, double)
 /* y (n,) = act(x * s + b); y may be x. One loop per activation so that each
    is branch-free. ReLU written as a select keeps NaN (as PyTorch does). */
 #define PCN_SCALE_BIAS_ACT(NAME, T, EXP, TANH)                              \
-static void NAME(T* y, const T* x, T s, T b, ptrdiff_t n, int act) {       \
+static PCN_INLINE void NAME(T* y, const T* x, T s, T b, ptrdiff_t n, int act) {       \
     ptrdiff_t k;                                                            \
     if (act == 1) {                                                         \
         for (k = 0; k < n; k++) { T v = x[k] * s + b; y[k] = v < 0 ? 0 : v; } \
@@ -69,16 +71,16 @@ PCN_SCALE_BIAS_ACT(pcn_scale_bias_act_f, float, expf, tanhf)
 PCN_SCALE_BIAS_ACT(pcn_scale_bias_act_d, double, exp, tanh)
 
 /* y = act(y + b), in place (x * 1 is exact, so this is the same loop). */
-static void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) {
+static PCN_INLINE void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) {
     pcn_scale_bias_act_f(y, y, 1.0f, b, n, act);
 }
-static void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) {
+static PCN_INLINE void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) {
     pcn_scale_bias_act_d(y, y, 1.0, b, n, act);
 }
 
 /* sum_k (a[k] - m)^2 and sum_k d[k] * (a[k] - m), in double, fixed order. */
 #define PCN_DEV_SUMS(SQ, DOT, T)                                            \
-static double SQ(const T* PCN_RESTRICT a, ptrdiff_t n, double m) {        \
+static PCN_INLINE double SQ(const T* PCN_RESTRICT a, ptrdiff_t n, double m) {        \
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                 \
     ptrdiff_t k = 0; int j;                                                 \
     for (; k + 8 <= n; k += 8)                                              \
@@ -87,7 +89,7 @@ static double SQ(const T* PCN_RESTRICT a, ptrdiff_t n, double m) {        \
     for (j = 0; k < n; k++, j++) { double v = (double) a[k] - m; s[j] += v * v; } \
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); \
 }                                                                           \
-static double DOT(const T* PCN_RESTRICT d, const T* PCN_RESTRICT a,       \
+static PCN_INLINE double DOT(const T* PCN_RESTRICT d, const T* PCN_RESTRICT a,       \
                   ptrdiff_t n, double m) {                                  \
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                 \
     ptrdiff_t k = 0; int j;                                                 \
@@ -104,7 +106,7 @@ PCN_DEV_SUMS(pcn_sqdev_d, pcn_dotdev_d, double)
    normalised-and-scaled output, activation already applied):
    dx = g * dz + c2 * (x - m) + c3. */
 #define PCN_BN_DX(NAME, T)                                                  \
-static void NAME(T* PCN_RESTRICT dz, const T* PCN_RESTRICT x, ptrdiff_t n, \
+static PCN_INLINE void NAME(T* PCN_RESTRICT dz, const T* PCN_RESTRICT x, ptrdiff_t n, \
                  T g, T c2, T m, T c3) {                                    \
     ptrdiff_t k;                                                            \
     for (k = 0; k < n; k++) dz[k] = g * dz[k] + c2 * (x[k] - m) + c3;       \

