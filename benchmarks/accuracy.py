@@ -100,15 +100,17 @@ def ladder(dataset, epochs):
 
 # The best single-network recipe for Fashion-MNIST within 10 minutes of fit on
 # 2 cores: two 3x3 conv-pool blocks (32 and 64 feature maps, same padding),
-# each convolution batch-normalised, FC 256 with dropout, random translations
-# of up to 2 pixels and mirror images, Adam with a cosine decay of the step
-# over all epochs (no early stopping: the schedule runs to its end).
+# each convolution batch-normalised, FC 256 with dropout 0.25, mirror images,
+# Adam with a cosine decay of the step over all epochs (no early stopping:
+# the schedule runs to its end). Measured at 5 epochs on this machine before
+# choosing: dropout 0.5 with translations and flips reached 0.8912, dropout
+# 0.25 with translations and flips 0.9028, dropout 0.25 with flips 0.9162.
 BEST = dict(conv_layers=((32, 3), (64, 3)), padding="same", pooling="max",
-            hidden_layer_sizes=(256,), dropout=0.5, batch_norm=True,
-            augment="translate+flip", solver="adam", learning_rate="cosine",
+            hidden_layer_sizes=(256,), dropout=0.25, batch_norm=True,
+            augment="flip", solver="adam", learning_rate="cosine",
             learning_rate_init=2e-3, batch_size=64, dtype="float32")
-BEST_NAME = ("conv 32@3x3 + BN, 64@3x3 + BN (same), FC 256, dropout 0.5, "
-             "translations + flips, Adam, cosine")
+BEST_NAME = ("conv 32@3x3 + BN, 64@3x3 + BN (same), FC 256, dropout 0.25, "
+             "flips, Adam, cosine")
 
 
 def best_recipe(dataset, X_train, y_train, X_test, y_test, seeds, epochs, ensemble):
