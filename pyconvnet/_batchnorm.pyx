@@ -27,75 +27,18 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
-
-cdef extern from "_kernels.h":
-    double pcn_sum_f(const float* a, ptrdiff_t n) noexcept nogil
-    double pcn_sum_d(const double* a, ptrdiff_t n) noexcept nogil
-    double pcn_sqdev_f(const float* a, ptrdiff_t n, double m) noexcept nogil
-    double pcn_sqdev_d(const double* a, ptrdiff_t n, double m) noexcept nogil
-    double pcn_dotdev_f(const float* d, const float* a, ptrdiff_t n,
-                        double m) noexcept nogil
-    double pcn_dotdev_d(const double* d, const double* a, ptrdiff_t n,
-                        double m) noexcept nogil
-    void pcn_scale_bias_act_f(float* y, const float* x, float s, float b,
-                              ptrdiff_t n, int act) noexcept nogil
-    void pcn_scale_bias_act_d(double* y, const double* x, double s, double b,
-                              ptrdiff_t n, int act) noexcept nogil
-    void pcn_act_grad_f(const float* dy, const float* y, float* dz,
-                        ptrdiff_t n, int act) noexcept nogil
-    void pcn_act_grad_d(const double* dy, const double* y, double* dz,
-                        ptrdiff_t n, int act) noexcept nogil
-    void pcn_bn_dx_f(float* dz, const float* x, ptrdiff_t n, float g,
-                     float c2, float m, float c3) noexcept nogil
-    void pcn_bn_dx_d(double* dz, const double* x, ptrdiff_t n, double g,
-                     double c2, double m, double c3) noexcept nogil
+from pyconvnet._kernels cimport (_act_grad, _affine, _bn_dx, _dotdev, _sqdev,
+                                _sum)
 
 
-cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        return pcn_sum_f(a, n)
-    else:
-        return pcn_sum_d(a, n)
-
-
-cdef inline double _sqdev(const floating* a, Py_ssize_t n, double m) noexcept nogil:
-    if floating is float:
-        return pcn_sqdev_f(a, n, m)
-    else:
-        return pcn_sqdev_d(a, n, m)
-
-
-cdef inline double _dotdev(const floating* d, const floating* a, Py_ssize_t n,
-                           double m) noexcept nogil:
-    if floating is float:
-        return pcn_dotdev_f(d, a, n, m)
-    else:
-        return pcn_dotdev_d(d, a, n, m)
-
-
-cdef inline void _affine(floating* y, const floating* x, floating s, floating b,
-                         Py_ssize_t n, int act) noexcept nogil:
-    if floating is float:
-        pcn_scale_bias_act_f(y, x, s, b, n, act)
-    else:
-        pcn_scale_bias_act_d(y, x, s, b, n, act)
-
-
-cdef inline void _act_grad(const floating* dy, const floating* y, floating* dz,
-                           Py_ssize_t n, int act) noexcept nogil:
-    if floating is float:
-        pcn_act_grad_f(dy, y, dz, n, act)
-    else:
-        pcn_act_grad_d(dy, y, dz, n, act)
-
-
-cdef inline void _bn_dx(floating* dz, const floating* x, Py_ssize_t n,
-                        floating g, floating c2, floating m,
-                        floating c3) noexcept nogil:
-    if floating is float:
-        pcn_bn_dx_f(dz, x, n, g, c2, m, c3)
-    else:
-        pcn_bn_dx_d(dz, x, n, g, c2, m, c3)
+cdef double _count(const double[::1] weights, Py_ssize_t P):
+    """M: how many values each channel's statistics average, P positions per
+    sample each counted with the sample's weight."""
+    cdef double total = 0
+    cdef Py_ssize_t n
+    for n in range(weights.shape[0]):
+        total += weights[n]
+    return total * P
 
 
 def forward_train(const floating[:, :, ::1] x, const double[::1] weights,
@@ -109,12 +52,9 @@ def forward_train(const floating[:, :, ::1] x, const double[::1] weights,
     weights: (N,), summing to more than 0."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
     cdef Py_ssize_t c, n
-    cdef double m, s, inv, M = 0
+    cdef double m, s, inv, M = _count(weights, P)
     if N == 0 or P == 0:
         return
-    for n in range(N):
-        M += weights[n]
-    M *= P
     for c in prange(C, nogil=True, num_threads=max(1, min(n_threads, C)),
                     schedule='dynamic'):
         s = 0
@@ -163,14 +103,11 @@ def backward(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
     the statistics move with x[n] in proportion to its weight."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
     cdef Py_ssize_t c, n
-    cdef double sb, sd, g, inv, m, M = 0
+    cdef double sb, sd, g, inv, m, M = _count(weights, P)
     if N == 0 or P == 0:
         dgamma[:] = 0
         dbeta[:] = 0
         return
-    for n in range(N):
-        M += weights[n]
-    M *= P
     for c in prange(C, nogil=True, num_threads=max(1, min(n_threads, C)),
                     schedule='dynamic'):
         m = mean[c]

@@ -59,6 +59,7 @@ from libc.string cimport memset
 import numpy as np
 
 from pyconvnet._blas cimport gemm
+from pyconvnet._kernels cimport _act_grad, _bias_act, _sum
 
 # At most this many chunks of samples share the weight-gradient reduction:
 # enough for both cores to stay busy on a batch of 10 (and for dynamic
@@ -80,40 +81,6 @@ cdef enum:
 ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
                "sigmoid": ACT_SIGMOID, "logistic": ACT_SIGMOID,
                "tanh": ACT_TANH}
-
-
-cdef extern from "_kernels.h":
-    void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) noexcept nogil
-    void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) noexcept nogil
-    double pcn_sum_f(const float* a, ptrdiff_t n) noexcept nogil
-    double pcn_sum_d(const double* a, ptrdiff_t n) noexcept nogil
-    void pcn_act_grad_f(const float* dy, const float* y, float* dz,
-                        ptrdiff_t n, int act) noexcept nogil
-    void pcn_act_grad_d(const double* dy, const double* y, double* dz,
-                        ptrdiff_t n, int act) noexcept nogil
-
-
-cdef inline void _bias_act(floating* y, floating b, Py_ssize_t n,
-                           int act) noexcept nogil:
-    if floating is float:
-        pcn_bias_act_f(y, b, n, act)
-    else:
-        pcn_bias_act_d(y, b, n, act)
-
-
-cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        return pcn_sum_f(a, n)
-    else:
-        return pcn_sum_d(a, n)
-
-
-cdef inline void _act_grad(const floating* dy, const floating* y, floating* dz,
-                           Py_ssize_t n, int act) noexcept nogil:
-    if floating is float:
-        pcn_act_grad_f(dy, y, dz, n, act)
-    else:
-        pcn_act_grad_d(dy, y, dz, n, act)
 
 
 cdef struct Geometry:

@@ -1,0 +1,83 @@
+# The C loops of _kernels.h, and fused-type wrappers that pick the float or
+# double version, shared by the kernels that use them (_conv, _batchnorm).
+from cython cimport floating
+
+
+cdef extern from "_kernels.h":
+    void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) noexcept nogil
+    void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) noexcept nogil
+    double pcn_sum_f(const float* a, ptrdiff_t n) noexcept nogil
+    double pcn_sum_d(const double* a, ptrdiff_t n) noexcept nogil
+    double pcn_sqdev_f(const float* a, ptrdiff_t n, double m) noexcept nogil
+    double pcn_sqdev_d(const double* a, ptrdiff_t n, double m) noexcept nogil
+    double pcn_dotdev_f(const float* d, const float* a, ptrdiff_t n,
+                        double m) noexcept nogil
+    double pcn_dotdev_d(const double* d, const double* a, ptrdiff_t n,
+                        double m) noexcept nogil
+    void pcn_scale_bias_act_f(float* y, const float* x, float s, float b,
+                              ptrdiff_t n, int act) noexcept nogil
+    void pcn_scale_bias_act_d(double* y, const double* x, double s, double b,
+                              ptrdiff_t n, int act) noexcept nogil
+    void pcn_act_grad_f(const float* dy, const float* y, float* dz,
+                        ptrdiff_t n, int act) noexcept nogil
+    void pcn_act_grad_d(const double* dy, const double* y, double* dz,
+                        ptrdiff_t n, int act) noexcept nogil
+    void pcn_bn_dx_f(float* dz, const float* x, ptrdiff_t n, float g,
+                     float c2, float m, float c3) noexcept nogil
+    void pcn_bn_dx_d(double* dz, const double* x, ptrdiff_t n, double g,
+                     double c2, double m, double c3) noexcept nogil
+
+
+cdef inline void _bias_act(floating* y, floating b, Py_ssize_t n,
+                           int act) noexcept nogil:
+    if floating is float:
+        pcn_bias_act_f(y, b, n, act)
+    else:
+        pcn_bias_act_d(y, b, n, act)
+
+
+cdef inline double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return pcn_sum_f(a, n)
+    else:
+        return pcn_sum_d(a, n)
+
+
+cdef inline double _sqdev(const floating* a, Py_ssize_t n, double m) noexcept nogil:
+    if floating is float:
+        return pcn_sqdev_f(a, n, m)
+    else:
+        return pcn_sqdev_d(a, n, m)
+
+
+cdef inline double _dotdev(const floating* d, const floating* a, Py_ssize_t n,
+                           double m) noexcept nogil:
+    if floating is float:
+        return pcn_dotdev_f(d, a, n, m)
+    else:
+        return pcn_dotdev_d(d, a, n, m)
+
+
+cdef inline void _affine(floating* y, const floating* x, floating s, floating b,
+                         Py_ssize_t n, int act) noexcept nogil:
+    if floating is float:
+        pcn_scale_bias_act_f(y, x, s, b, n, act)
+    else:
+        pcn_scale_bias_act_d(y, x, s, b, n, act)
+
+
+cdef inline void _act_grad(const floating* dy, const floating* y, floating* dz,
+                           Py_ssize_t n, int act) noexcept nogil:
+    if floating is float:
+        pcn_act_grad_f(dy, y, dz, n, act)
+    else:
+        pcn_act_grad_d(dy, y, dz, n, act)
+
+
+cdef inline void _bn_dx(floating* dz, const floating* x, Py_ssize_t n,
+                        floating g, floating c2, floating m,
+                        floating c3) noexcept nogil:
+    if floating is float:
+        pcn_bn_dx_f(dz, x, n, g, c2, m, c3)
+    else:
+        pcn_bn_dx_d(dz, x, n, g, c2, m, c3)
