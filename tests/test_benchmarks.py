@@ -51,3 +51,27 @@ def test_best_recipe_and_ensemble_smoke():
     with pytest.raises(ValueError, match="5 seeds"):
         accuracy.best_recipe("mnist", X[:100], y[:100], X[100:150], y[100:150],
                              seeds=[0], epochs=1, ensemble=True)
+
+
+def test_pictures_smoke(tmp_path):
+    pytest.importorskip("matplotlib")
+    pictures = _load("pictures")
+    pictures.main(["--data", "digits", "--epochs", "1", "--out", str(tmp_path)])
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["feature-maps-digits.png", "filters-digits.png",
+                       "learning-curves-digits.png"]
+    assert all((tmp_path / name).stat().st_size > 1000 for name in written)
+
+
+def test_bench_onnx_smoke(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skl2onnx")
+    bench = _load("bench_onnx")
+    out = tmp_path / "onnx.json"
+    bench.main(["--arch", "nielsen", "--threads", "1", "--repeats", "1",
+                "--json", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["arch"], r["threads"]) for r in rows] == [("nielsen", 1)]
+    assert rows[0]["pyconvnet"] > 0 and rows[0]["onnxruntime"] > 0
+    assert rows[0]["max_abs_diff"] < 1e-5
+    assert "| network | threads |" in capsys.readouterr().out

@@ -1,0 +1,194 @@
+"""ONNX export: a skl2onnx converter for ConvNetClassifier.
+
+``import pyconvnet.onnx`` registers the converter with skl2onnx, after which
+``skl2onnx.to_onnx(model_or_pipeline, X[:1])`` converts a fitted
+ConvNetClassifier alone or inside a pipeline, with the outputs skl2onnx gives
+every classifier: the predicted label and the probabilities (a ZipMap of them
+unless ``options={"zipmap": False}``).
+
+Every layer maps to standard ONNX operators: the input rows are reshaped to
+the model's (channels, height, width), then Conv (with its strides and pads;
+a zero bias where batch norm replaced it), BatchNormalization (running
+statistics), Relu / Sigmoid / Tanh, MaxPool / LpPool(p=2) / AveragePool,
+Flatten, MatMul + Add for the dense layers, Softmax (Sigmoid per label for a
+multi-label model). Dropout is the identity at prediction time and is
+omitted. The graph computes in float32 whatever the model's precision
+(onnxruntime has no double-precision convolution on the CPU); its outputs
+take the input's type, as skl2onnx declares them.
+
+Needs the ``onnx`` extra: ``pip install "pyconvnet[onnx]"``.
+"""
+import numpy as np
+
+try:
+    from skl2onnx import update_registered_converter
+    from skl2onnx._parse import _parse_sklearn_classifier
+    from skl2onnx.common.data_types import guess_proto_type
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+    )
+    from skl2onnx.proto import onnx_proto
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "pyconvnet.onnx needs skl2onnx and onnx: pip install 'pyconvnet[onnx]'"
+    ) from exc
+
+from ._classifier import ConvNetClassifier
+
+__all__ = ["convert_convnet_classifier"]
+
+_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "logistic": "Sigmoid",
+                "tanh": "Tanh", "identity": None, None: None}
+_POOLS = {"max": ("MaxPool", {}), "l2": ("LpPool", {"p": 2}),
+          "avg": ("AveragePool", {})}
+
+
+class _Graph:
+    """Names, initializers and nodes, on skl2onnx's scope and container."""
+
+    def __init__(self, scope, container, proto_dtype, np_dtype):
+        self.scope, self.container = scope, container
+        self.proto_dtype, self.np_dtype = proto_dtype, np_dtype
+
+    def constant(self, name, value, proto_dtype=None):
+        value = np.asarray(value)
+        full = self.scope.get_unique_variable_name(name)
+        if proto_dtype is None:
+            proto_dtype = self.proto_dtype
+            value = value.astype(self.np_dtype)
+        self.container.add_initializer(full, proto_dtype, list(value.shape),
+                                       value.ravel().tolist())
+        return full
+
+    def node(self, op, inputs, name, output=None, domain=None, **attrs):
+        output = output or self.scope.get_unique_variable_name(name)
+        kwargs = {"op_domain": domain, "op_version": 1} if domain else {}
+        self.container.add_node(op, inputs, output,
+                                name=self.scope.get_unique_operator_name(op),
+                                **kwargs, **attrs)
+        return output
+
+    def activation(self, x, name):
+        op = _ACTIVATIONS[name]
+        return x if op is None else self.node(op, [x], op.lower())
+
+
+def _check_exportable(model):
+    if not hasattr(model, "_network"):
+        raise ValueError("this ConvNetClassifier is not fitted yet: fit it before "
+                         "exporting it to ONNX")
+    for layer in model._network.layers:
+        if layer.kind not in ("conv", "batchnorm", "pool", "flatten", "dense",
+                              "activation", "dropout"):
+            raise ValueError(f"cannot export a layer of kind {layer.kind!r} to ONNX")
+
+
+def _layers(graph, model, x):
+    """The network's layers as ONNX nodes from the (N, C, H, W) tensor x;
+    returns the output scores."""
+    for layer in model._network.layers:
+        if layer.kind == "conv":
+            weight = graph.constant("conv_w", layer.weight)
+            bias = graph.constant("conv_b", layer.bias if layer.has_bias else
+                                  np.zeros(layer.weight.shape[0]))
+            ph, pw = layer.padding
+            x = graph.node("Conv", [x, weight, bias], "conv",
+                           kernel_shape=list(layer.kernel_size),
+                           strides=list(layer.stride), pads=[ph, pw, ph, pw])
+            x = graph.activation(x, layer.activation)
+        elif layer.kind == "batchnorm":
+            gamma, beta, mean, var = (graph.constant(n, p) for n, p in zip(
+                ("bn_scale", "bn_bias", "bn_mean", "bn_var"), layer.params))
+            x = graph.node("BatchNormalization", [x, gamma, beta, mean, var], "bn",
+                           epsilon=float(layer.EPS))
+            x = graph.activation(x, layer.activation)
+        elif layer.kind == "pool":
+            op, attrs = _POOLS[layer.pool_kind]
+            x = graph.node(op, [x], "pool", kernel_shape=list(layer.size),
+                           strides=list(layer.size), **attrs)
+        elif layer.kind == "flatten":
+            x = graph.node("Flatten", [x], "flatten", axis=1)
+        elif layer.kind == "dense":
+            product = graph.node("MatMul", [x, graph.constant("dense_w", layer.weight)],
+                                 "matmul")
+            x = graph.node("Add", [product, graph.constant("dense_b", layer.bias)],
+                           "dense")
+        elif layer.kind == "activation":
+            x = graph.activation(x, layer.name)
+        # dropout: the identity at prediction time
+    return x
+
+
+def convert_convnet_classifier(scope, operator, container):
+    """skl2onnx converter: operator.inputs[0] is the (N, n_features) or
+    (N, C, H, W) input; outputs[0] the labels, outputs[1] the
+    probabilities."""
+    model = operator.raw_operator
+    _check_exportable(model)
+    graph = _Graph(scope, container, onnx_proto.TensorProto.FLOAT, np.float32)
+    x = graph.node("Cast", [operator.inputs[0].full_name], "cast_input",
+                   to=onnx_proto.TensorProto.FLOAT)
+    shape = graph.constant("image_shape", [-1, *model.image_shape_],
+                           onnx_proto.TensorProto.INT64)
+    x = graph.node("Reshape", [x, shape], "images")
+    scores = _layers(graph, model, x)
+    # Probabilities in the model's precision, then in the input's type as
+    # skl2onnx declared the output.
+    out_dtype = guess_proto_type(operator.outputs[1].type)
+    multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
+    proba = graph.node("Sigmoid" if multilabel else "Softmax", [scores], "proba",
+                       **({} if multilabel else {"axis": 1}))
+    graph.node("Cast", [proba], "proba_out", output=operator.outputs[1].full_name,
+               to=out_dtype)
+    if multilabel:
+        half = graph.constant("half", [0.5])
+        above = graph.node("Greater", [proba, half], "above")
+        graph.node("Cast", [above], "labels", output=operator.outputs[0].full_name,
+                   to=onnx_proto.TensorProto.INT64)
+        return
+    classes = np.asarray(model.classes_)
+    if classes.dtype.kind in "iub":
+        class_type, values = onnx_proto.TensorProto.INT64, classes.astype(np.int64)
+    elif classes.dtype.kind == "f" and np.all(classes == np.round(classes)):
+        class_type, values = onnx_proto.TensorProto.INT64, classes.astype(np.int64)
+    elif classes.dtype.kind in "USO":
+        class_type = onnx_proto.TensorProto.STRING
+        values = np.array([str(c).encode("utf-8") for c in classes])
+    else:
+        raise ValueError(
+            f"cannot export class labels of dtype {classes.dtype}: ONNX classifiers "
+            "take integer or string labels")
+    table = scope.get_unique_variable_name("classes")
+    container.add_initializer(table, class_type, list(values.shape), values.tolist())
+    best = graph.node("ArgMax", [proba], "argmax", axis=1, keepdims=0)
+    graph.node("Gather", [table, best], "label",
+               output=operator.outputs[0].full_name, axis=0)
+
+
+def _parser(scope, model, inputs, custom_parsers=None):
+    # Check first: skl2onnx's own parser fails on an unfitted model with a
+    # message about the number of classes.
+    _check_exportable(model)
+    return _parse_sklearn_classifier(scope, model, inputs, custom_parsers)
+
+
+def _shape_calculator(operator):
+    model = operator.raw_operator
+    if getattr(model, "out_activation_", "softmax") == "logistic":
+        # Multi-label: an int64 indicator matrix and per-label probabilities.
+        from skl2onnx.common.data_types import Int64TensorType
+
+        n = operator.inputs[0].get_first_dimension()
+        n_labels = len(model.classes_)
+        operator.outputs[0].type = Int64TensorType([n, n_labels])
+        operator.outputs[1].type = operator.inputs[0].type.__class__([n, n_labels])
+        return
+    calculate_linear_classifier_output_shapes(operator)
+
+
+update_registered_converter(
+    ConvNetClassifier, "PyconvnetConvNetClassifier", _shape_calculator,
+    convert_convnet_classifier, parser=_parser,
+    options={"zipmap": [True, False, "columns"], "nocl": [True, False],
+             "output_class_labels": [False, True]},
+)

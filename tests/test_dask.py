@@ -1,0 +1,117 @@
+"""Training from and predicting a Dask array on a local (loopback) cluster,
+block by block: the results equal the in-memory run on the same blocks, and
+no step computes more than a block of X."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+
+from pyconvnet import ConvNetClassifier  # noqa: E402
+from pyconvnet import dask as pcd  # noqa: E402
+
+PARAMS = dict(conv_layers=((6, 3),), hidden_layer_sizes=(16,), random_state=0,
+              n_threads=1)
+BLOCK = 300
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_digits(return_X_y=True)
+    order = np.random.RandomState(0).permutation(len(y))
+    return (X[order] / 16).astype(np.float32), y[order]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture
+def computed_rows(monkeypatch):
+    """The row counts of every dask.compute call made by pyconvnet.dask."""
+    seen = []
+    compute = dask.compute
+
+    def recording(*args, **kwargs):
+        out = compute(*args, **kwargs)
+        seen.extend(a.shape[0] for a in out if hasattr(a, "shape") and a.ndim)
+        return out
+
+    monkeypatch.setattr(pcd.dask, "compute", recording)
+    return seen
+
+
+def _in_memory(X, y, epochs, classes):
+    model = ConvNetClassifier(**PARAMS)
+    for _ in range(epochs):
+        for lo in range(0, len(y), BLOCK):
+            model.partial_fit(X[lo:lo + BLOCK], y[lo:lo + BLOCK], classes=classes)
+    return model
+
+
+def test_partial_fit_from_dask_equals_in_memory(client, data, computed_rows):
+    X, y = data
+    classes = np.arange(10)
+    Xd = da.from_array(X, chunks=(BLOCK, -1))
+    yd = da.from_array(y, chunks=BLOCK)
+    model = pcd.partial_fit(ConvNetClassifier(**PARAMS), Xd, yd, classes=classes,
+                            epochs=2)
+    expected = _in_memory(X, y, 2, classes)
+    np.testing.assert_array_equal(model._network.flat_params,
+                                  expected._network.flat_params)
+    assert model.t_ == 2 * len(y)
+    # one block at a time, never the whole X
+    assert computed_rows and max(computed_rows) <= BLOCK
+    assert len(computed_rows) == 2 * 2 * Xd.numblocks[0]     # X and y per block
+
+
+def test_predict_dask_array_in_parallel(client, data):
+    X, y = data
+    model = _in_memory(X[:900], y[:900], 1, np.arange(10))
+    Xd = da.from_array(X, chunks=(BLOCK, -1))
+    proba = pcd.predict_proba(model, Xd)
+    labels = pcd.predict(model, Xd)
+    assert isinstance(proba, da.Array) and proba.numblocks == (Xd.numblocks[0], 1)
+    assert labels.chunks[0] == Xd.chunks[0]
+    np.testing.assert_allclose(proba.compute(), model.predict_proba(X), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(labels.compute(), model.predict(X))
+    log_proba = pcd.predict_log_proba(model, Xd).compute()
+    np.testing.assert_allclose(log_proba, model.predict_log_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_images_multilabel_weights_and_in_memory_targets(client, data):
+    X, y = data
+    images = da.from_array(X.reshape(-1, 8, 8), chunks=(BLOCK, 4, 8))  # split columns
+    Y = np.stack([y % 2, y > 4, y == 0], axis=1).astype(int)
+    w = np.linspace(0.5, 2, len(y))
+    model = pcd.partial_fit(ConvNetClassifier(**PARAMS), images, Y, sample_weight=w,
+                            shuffle_blocks=True, random_state=0)
+    assert model.out_activation_ == "logistic"
+    predicted = pcd.predict(model, images).compute()
+    np.testing.assert_array_equal(predicted, model.predict(X.reshape(-1, 8, 8)))
+    assert predicted.shape == Y.shape
+
+
+def test_bad_input():
+    model = ConvNetClassifier(**PARAMS)
+    with pytest.raises(TypeError, match="dask array"):
+        pcd.partial_fit(model, np.zeros((10, 4)), np.zeros(10))
+    Xd = da.zeros((10, 4), chunks=5)
+    with pytest.raises(ValueError, match="rows"):
+        pcd.partial_fit(model, Xd, np.zeros(9), classes=[0, 1])
+    with pytest.raises(ValueError, match="epochs"):
+        pcd.partial_fit(model, Xd, np.zeros(10), classes=[0, 1], epochs=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(Exception):
+            pcd.predict(model, Xd)      # not fitted

@@ -1,0 +1,124 @@
+"""ONNX export (pyconvnet.onnx): onnxruntime's probabilities equal
+predict_proba within 1e-5 and its labels equal predict, for every layer
+kind the estimator builds, alone and inside a pipeline."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_multilabel_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+pytest.importorskip("skl2onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import pyconvnet.onnx  # noqa: E402,F401  (registers the converter)
+from pyconvnet import ConvNetClassifier  # noqa: E402
+from skl2onnx import to_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float32), y
+
+
+def _fit(model, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def _run(onx, X):
+    session = ort.InferenceSession(onx.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: X})
+
+
+def _check(model, X_train, y_train, X_test, zipmap=False, atol=1e-5):
+    """Fit, export, run; compare with predict and predict_proba."""
+    _fit(model, X_train, y_train)
+    final = model[-1] if hasattr(model, "steps") else model
+    onx = to_onnx(model, X_test[:1], options={id(final): {"zipmap": zipmap}},
+                  target_opset=17)
+    labels, proba = _run(onx, X_test)
+    if zipmap:
+        proba = np.array([[row[c] for c in final.classes_] for row in proba])
+    np.testing.assert_allclose(proba, model.predict_proba(X_test), atol=atol, rtol=0)
+    np.testing.assert_array_equal(labels, model.predict(X_test))
+    return onx
+
+
+ARCHITECTURES = [
+    dict(pooling="max", padding="same"),
+    dict(pooling="l2", padding="valid"),
+    dict(pooling="avg", padding="same", pool_size=(2, 1)),
+    dict(pooling=None, conv_layers=((4, 3, 2), (6, (2, 3), (1, 2)))),    # strides
+    dict(activation="tanh", dropout=0.3),
+    dict(activation="logistic"),
+    dict(activation="identity", pooling="l2"),
+    dict(batch_norm=True, pooling="max"),
+    dict(batch_norm=True, activation="tanh", padding="valid", pooling="avg"),
+]
+
+
+@pytest.mark.parametrize("params", ARCHITECTURES)
+def test_layers_round_trip(params, digits):
+    X, y = digits
+    params = {"conv_layers": ((4, 3), (6, 3)), "hidden_layer_sizes": (16,),
+              "max_iter": 3, "random_state": 0, **params}
+    _check(ConvNetClassifier(**params), X[:400] / 16, y[:400], X[400:700] / 16)
+
+
+def test_three_channels_string_labels_in_a_pipeline():
+    rng = np.random.RandomState(0)
+    X = rng.rand(300, 3 * 10 * 10).astype(np.float32) * 255
+    y = np.array(["cat", "dog", "eel"])[
+        (X[:, :50].sum(axis=1) > X[:, 50:100].sum(axis=1)).astype(int) + (X[:, 0] > 128)]
+    pipe = make_pipeline(MinMaxScaler(), ConvNetClassifier(
+        conv_layers=((5, 3),), image_shape=(3, 10, 10), batch_norm=True,
+        max_iter=3, random_state=0))
+    _check(pipe, X[:200], y[:200], X[200:])
+    assert pipe[-1].image_shape_ == (3, 10, 10)
+
+
+def test_zipmap_output(digits):
+    X, y = digits
+    model = ConvNetClassifier(conv_layers=((4, 3),), max_iter=2, random_state=0)
+    _check(model, X[:300] / 16, y[:300], X[300:400] / 16, zipmap=True)
+
+
+def test_float64_model(digits):
+    """A float64 model exports too; the graph computes in float32."""
+    X, y = digits
+    model = ConvNetClassifier(conv_layers=((4, 3),), max_iter=2, random_state=0)
+    _check(model, X[:300].astype(np.float64) / 16, y[:300],
+           X[300:400].astype(np.float64) / 16)
+    assert model._dtype == np.float64
+
+
+def test_binary_and_boolean_labels(digits):
+    X, y = digits
+    model = ConvNetClassifier(conv_layers=((4, 3),), max_iter=2, random_state=0)
+    _check(model, X[:300] / 16, y[:300] > 4, X[300:400] / 16)
+
+
+def test_multilabel():
+    X, Y = make_multilabel_classification(n_samples=120, n_features=16, n_classes=4,
+                                          random_state=0)
+    X = X.astype(np.float32)
+    model = _fit(ConvNetClassifier(conv_layers=((6, 3),), max_iter=20, random_state=0),
+                 X[:80], Y[:80])
+    onx = to_onnx(model, X[:1], options={id(model): {"zipmap": False}}, target_opset=17)
+    labels, proba = _run(onx, X[80:])
+    np.testing.assert_allclose(proba, model.predict_proba(X[80:]), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(labels, model.predict(X[80:]))
+
+
+def test_unfitted_model_raises_a_clear_error(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="not fitted"):
+        to_onnx(ConvNetClassifier(), X[:1])
+    with pytest.raises(ValueError, match="not fitted"):
+        to_onnx(make_pipeline(MinMaxScaler().fit(X), ConvNetClassifier()), X[:1])
