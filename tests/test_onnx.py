@@ -116,6 +116,26 @@ def test_multilabel():
     np.testing.assert_array_equal(labels, model.predict(X[80:]))
 
 
+def test_pipeline_round_trip_on_a_real_test_set(digits):
+    """MinMaxScaler -> ConvNetClassifier through ONNX on Fashion-MNIST's
+    10,000 test images when the dataset is installed (Debian's
+    dataset-fashion-mnist), on the digits otherwise: equal labels, equal
+    probabilities within 1e-5."""
+    try:
+        from pyconvnet.datasets import load_fashion_mnist
+
+        X_train, X_test, y_train, _ = load_fashion_mnist(return_X_y=True)
+        X_train, y_train = X_train[:3000] * 255, y_train[:3000]
+        X_test = X_test * 255
+    except (OSError, FileNotFoundError):
+        X, y = digits
+        X_train, y_train, X_test = X[:1000], y[:1000], X[1000:]
+    pipe = make_pipeline(MinMaxScaler(), ConvNetClassifier(
+        conv_layers=((8, 5), (16, 5)), hidden_layer_sizes=(32,), batch_norm=True,
+        max_iter=1, random_state=0))
+    _check(pipe, X_train, y_train, X_test.astype(np.float32))
+
+
 def test_unfitted_model_raises_a_clear_error(digits):
     X, _ = digits
     with pytest.raises(ValueError, match="not fitted"):
