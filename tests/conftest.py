@@ -1,7 +1,9 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 
 import pyconvnet
 
@@ -18,3 +20,10 @@ def pytest_configure(config):
                 f"pyconvnet was imported from the source tree ({where}), "
                 "not from the installed package"
             )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits as float32 pixels in [0, 1], and labels."""
+    X, y = load_digits(return_X_y=True)
+    return (X / 16).astype(np.float32), y

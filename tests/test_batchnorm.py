@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from pyconvnet import ConvNetClassifier, load, ops, save
@@ -248,12 +247,6 @@ def test_layer_matches_torch_batchnorm2d():
     x = rng.normal(size=(3, 4, 5, 5)).astype(np.float32)
     np.testing.assert_allclose(layer.forward(x, training=False),
                                bn(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16).astype(np.float32), y
 
 
 BN = dict(conv_layers=((8, 3), (16, 3)), hidden_layer_sizes=(32,), batch_norm=True,

@@ -4,7 +4,6 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -16,12 +15,6 @@ from pyconvnet import ConvNetClassifier
 SMALL = dict(conv_layers=((4, 3),), hidden_layer_sizes=(16,), max_iter=5,
              learning_rate_init=0.01,
              random_state=0)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16.0).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits, make_multilabel_classification
+from sklearn.datasets import make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
@@ -16,12 +16,6 @@ ort = pytest.importorskip("onnxruntime")
 import pyconvnet.onnx  # noqa: E402,F401  (registers the converter)
 from pyconvnet import ConvNetClassifier  # noqa: E402
 from skl2onnx import to_onnx  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X.astype(np.float32), y
 
 
 def _fit(model, X, y):
@@ -68,7 +62,7 @@ def test_layers_round_trip(params, digits):
     X, y = digits
     params = {"conv_layers": ((4, 3), (6, 3)), "hidden_layer_sizes": (16,),
               "max_iter": 3, "random_state": 0, **params}
-    _check(ConvNetClassifier(**params), X[:400] / 16, y[:400], X[400:700] / 16)
+    _check(ConvNetClassifier(**params), X[:400], y[:400], X[400:700])
 
 
 def test_three_channels_string_labels_in_a_pipeline():
@@ -86,22 +80,22 @@ def test_three_channels_string_labels_in_a_pipeline():
 def test_zipmap_output(digits):
     X, y = digits
     model = ConvNetClassifier(conv_layers=((4, 3),), max_iter=2, random_state=0)
-    _check(model, X[:300] / 16, y[:300], X[300:400] / 16, zipmap=True)
+    _check(model, X[:300], y[:300], X[300:400], zipmap=True)
 
 
 def test_float64_model(digits):
     """A float64 model exports too; the graph computes in float32."""
     X, y = digits
     model = ConvNetClassifier(conv_layers=((4, 3),), max_iter=2, random_state=0)
-    _check(model, X[:300].astype(np.float64) / 16, y[:300],
-           X[300:400].astype(np.float64) / 16)
+    _check(model, X[:300].astype(np.float64), y[:300],
+           X[300:400].astype(np.float64))
     assert model._dtype == np.float64
 
 
 def test_binary_and_boolean_labels(digits):
     X, y = digits
     model = ConvNetClassifier(conv_layers=((4, 3),), max_iter=2, random_state=0)
-    _check(model, X[:300] / 16, y[:300] > 4, X[300:400] / 16)
+    _check(model, X[:300], y[:300] > 4, X[300:400])
 
 
 def test_multilabel():

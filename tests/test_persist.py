@@ -330,7 +330,6 @@ def test_fuzzed_model_files_load_or_raise_value_error(fitted, tmp_path, data):
     """Mutated files (bytes, JSON fields, member headers) either load into a
     model that predicts (or, with a thread count this machine refuses, says
     so with a ValueError), or raise ValueError — nothing else."""
-    import json
     import time
 
     model, X = fitted

@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -21,12 +20,6 @@ def _fit(X, y, **params):
         return ConvNetClassifier(**{"conv_layers": ((6, 3), (12, 3)),
                                     "hidden_layer_sizes": (16,), "max_iter": 3,
                                     "random_state": 0, **params}).fit(X, y)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
