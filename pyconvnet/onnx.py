@@ -60,12 +60,11 @@ class _Graph:
                                        value.ravel().tolist())
         return full
 
-    def node(self, op, inputs, name, output=None, domain=None, **attrs):
+    def node(self, op, inputs, name, output=None, **attrs):
         output = output or self.scope.get_unique_variable_name(name)
-        kwargs = {"op_domain": domain, "op_version": 1} if domain else {}
         self.container.add_node(op, inputs, output,
                                 name=self.scope.get_unique_operator_name(op),
-                                **kwargs, **attrs)
+                                **attrs)
         return output
 
     def activation(self, x, name):
@@ -147,9 +146,8 @@ def convert_convnet_classifier(scope, operator, container):
                    to=onnx_proto.TensorProto.INT64)
         return
     classes = np.asarray(model.classes_)
-    if classes.dtype.kind in "iub":
-        class_type, values = onnx_proto.TensorProto.INT64, classes.astype(np.int64)
-    elif classes.dtype.kind == "f" and np.all(classes == np.round(classes)):
+    if classes.dtype.kind in "iub" or (classes.dtype.kind == "f"
+                                       and np.all(classes == np.round(classes))):
         class_type, values = onnx_proto.TensorProto.INT64, classes.astype(np.int64)
     elif classes.dtype.kind in "USO":
         class_type = onnx_proto.TensorProto.STRING
