@@ -56,7 +56,7 @@ OPENMP_PROBE = textwrap.dedent(
     """
 )
 
-EXTENSIONS = ["_openmp", "_conv", "_pool", "_optim", "_batchnorm"]
+EXTENSIONS = ["_openmp", "_conv", "_pool", "_optim", "_batchnorm", "_dense"]
 
 
 def _flag(name):

@@ -59,7 +59,7 @@ from libc.string cimport memset
 import numpy as np
 
 from pyconvnet._blas cimport gemm
-from pyconvnet._kernels cimport _act_grad, _bias_act, _sum
+from pyconvnet._kernels cimport _act_grad, _bias_act, _sum, _sum_chunks
 
 # At most this many chunks of samples share the weight-gradient reduction:
 # enough for both cores to stay busy on a batch of 10 (and for dynamic
@@ -67,6 +67,12 @@ from pyconvnet._kernels cimport _act_grad, _bias_act, _sum
 # buffers costs well under 1% of the GEMMs.
 cdef enum:
     MAX_GRAD_CHUNKS = 16
+
+# The chunks' weight gradients are added up in parallel, each thread taking
+# slices of REDUCE_BLOCK weights (a multiple of any vector width, small
+# enough for Nielsen's 20,000 weights to give both threads work).
+cdef enum:
+    REDUCE_BLOCK = 1024
 
 # Activation fused into the convolution: the forward pass applies it to each
 # sample's output while that output is still in cache, the backward pass
@@ -368,17 +374,20 @@ def conv2d_backward(
                                <size_t> (C * H * W) * sizeof(floating))
                         _col2im(dcols, &dx[n, 0, 0, 0], &g)
 
-    # Fixed-order reduction of the chunks: the same sums in the same order
-    # whatever the number of threads.
+    # Fixed-order reduction of the chunks: each weight's sum is taken over
+    # the chunks in chunk order whatever the number of threads (threads split
+    # the weights, never a sum). Serial, it cost 10% of Nielsen's second
+    # layer at batch 10.
     cdef floating* dw = &dweight[0, 0, 0, 0]
-    with nogil:
-        for k in range(F * K):
-            dw[k] = dw_chunks[0, k]
-        for ci in range(1, n_chunks):
-            for k in range(F * K):
-                dw[k] += dw_chunks[ci, k]
-        for f in range(F):
-            acc = 0
-            for ci in range(n_chunks):
-                acc = acc + db_chunks[ci, f]
-            dbias[f] = <floating> acc
+    cdef Py_ssize_t n_w = F * K, blk
+    cdef Py_ssize_t n_blocks = (n_w + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+    with nogil, parallel(num_threads=max(1, min(n_used, n_blocks))):
+        for blk in prange(n_blocks, schedule='static'):
+            k = blk * REDUCE_BLOCK
+            _sum_chunks(dw + k, &dw_chunks[0, k], n_chunks, n_w,
+                        min(<Py_ssize_t> REDUCE_BLOCK, n_w - k))
+    for f in range(F):
+        acc = 0
+        for ci in range(n_chunks):
+            acc = acc + db_chunks[ci, f]
+        dbias[f] = <floating> acc

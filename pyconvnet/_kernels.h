@@ -114,4 +114,17 @@ static PCN_INLINE void NAME(T* PCN_RESTRICT dz, const T* PCN_RESTRICT x, ptrdiff
 PCN_BN_DX(pcn_bn_dx_f, float)
 PCN_BN_DX(pcn_bn_dx_d, double)
 
+/* dst (n,) = sum over chunks c of src[c * ld : c * ld + n], added in chunk
+   order (a fixed order, whichever thread computes which part of dst). */
+#define PCN_SUM_CHUNKS(NAME, T)                                              \
+static PCN_INLINE void NAME(T* PCN_RESTRICT dst, const T* PCN_RESTRICT src,  \
+                            ptrdiff_t n_chunks, ptrdiff_t ld, ptrdiff_t n) { \
+    ptrdiff_t c, k;                                                          \
+    for (k = 0; k < n; k++) dst[k] = src[k];                                 \
+    for (c = 1; c < n_chunks; c++)                                           \
+        for (k = 0; k < n; k++) dst[k] += src[c * ld + k];                   \
+}
+PCN_SUM_CHUNKS(pcn_sum_chunks_f, float)
+PCN_SUM_CHUNKS(pcn_sum_chunks_d, double)
+
 #endif

@@ -26,6 +26,10 @@ cdef extern from "_kernels.h":
                      float c2, float m, float c3) noexcept nogil
     void pcn_bn_dx_d(double* dz, const double* x, ptrdiff_t n, double g,
                      double c2, double m, double c3) noexcept nogil
+    void pcn_sum_chunks_f(float* dst, const float* src, ptrdiff_t n_chunks,
+                          ptrdiff_t ld, ptrdiff_t n) noexcept nogil
+    void pcn_sum_chunks_d(double* dst, const double* src, ptrdiff_t n_chunks,
+                          ptrdiff_t ld, ptrdiff_t n) noexcept nogil
 
 
 cdef inline void _bias_act(floating* y, floating b, Py_ssize_t n,
@@ -81,3 +85,12 @@ cdef inline void _bn_dx(floating* dz, const floating* x, Py_ssize_t n,
         pcn_bn_dx_f(dz, x, n, g, c2, m, c3)
     else:
         pcn_bn_dx_d(dz, x, n, g, c2, m, c3)
+
+
+cdef inline void _sum_chunks(floating* dst, const floating* src,
+                             Py_ssize_t n_chunks, Py_ssize_t ld,
+                             Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        pcn_sum_chunks_f(dst, src, n_chunks, ld, n)
+    else:
+        pcn_sum_chunks_d(dst, src, n_chunks, ld, n)

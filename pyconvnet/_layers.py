@@ -311,17 +311,17 @@ class Dense(Layer):
     def forward(self, x, training):
         self._x = x
         y = self._buffer("y", (x.shape[0], self.weight.shape[1]), x.dtype, training)
-        np.matmul(x, self.weight, out=y)
+        ops._matmul(x, self.weight, y, self.n_threads)
         y += self.bias
         return y
 
     def backward(self, dy):
-        np.matmul(self._x.T, dy, out=self._grads[0])
+        ops._matmul(self._x.T, dy, self._grads[0], self.n_threads)
         np.sum(dy, axis=0, out=self._grads[1])
         if not self.input_grad:
             return None
         dx = self._buffer("dx", self._x.shape, dy.dtype, True)
-        return np.matmul(dy, self.weight.T, out=dx)
+        return ops._matmul(dy, self.weight.T, dx, self.n_threads)
 
 
 class Activation(Layer):

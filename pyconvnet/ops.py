@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from . import _batchnorm, _conv, _pool
+from . import _batchnorm, _conv, _dense, _pool
 from ._threads import blas_single_threaded, effective_n_threads
 
 __all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "batch_norm",
@@ -501,6 +501,19 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
                          padding[0], padding[1],
                          _conv.ACTIVATIONS[activation], n_threads)
     return out
+
+
+def _matmul(a, b, out, n_threads):
+    """out = a @ b for the dense layers, over ``n_threads`` threads with
+    results that do not depend on the thread count (see ``_dense``). ``a``
+    and ``b`` may be transposed views; a layout BLAS cannot take as it is
+    (or mixed dtypes) goes to NumPy, single-threaded."""
+    if (a.dtype == b.dtype == out.dtype and a.dtype in (np.float32, np.float64)
+            and out.flags.c_contiguous and _dense.is_blas_layout(a)
+            and _dense.is_blas_layout(b)):
+        _dense.matmul(a, b, out, n_threads)
+        return out
+    return np.matmul(a, b, out=out)
 
 
 def _cols_shape(x_shape, w_shape, stride, padding):

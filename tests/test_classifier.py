@@ -148,7 +148,8 @@ def test_pickle_and_joblib_round_trips(digits, tmp_path):
 @pytest.mark.parametrize("pooling", ["max", "l2", "avg"])
 def test_same_random_state_same_weights_whatever_the_threads(digits, pooling):
     X, y = digits
-    params = dict(conv_layers=((6, 3), (8, 3)), hidden_layer_sizes=(20,),
+    # 70 hidden units: the dense products span more than one tile.
+    params = dict(conv_layers=((6, 3), (8, 3)), hidden_layer_sizes=(70,),
                   pooling=pooling, dropout=0.3, max_iter=3, random_state=7,
                   batch_size=37)
     one = _quiet_fit(ConvNetClassifier(n_threads=1, **params), X[:500], y[:500])

@@ -313,3 +313,34 @@ def test_kernels_return_early_on_an_empty_batch(dtype):
     _pool.max_pool_backward(p, np.zeros(p.shape, np.intc), x, 2)
     _pool.l2_pool_backward(p, x, p, x, 2, 2, 2, 2, 2)
     _pool.avg_pool_backward(p, x, 2, 2, 2, 2, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 3136, 256), (300, 65, 129), (5, 7, 3),
+                                   (257, 1, 65), (0, 4, 3), (3, 0, 4)])
+def test_dense_matmul_tiles_match_numpy_for_any_thread_count(shape, dtype):
+    # The dense layers' products: every operand layout the layers use
+    # (x @ W, x.T @ dy, dy @ W.T), shapes across and inside the tile sizes,
+    # the same bits for 1, 2, 3 and 8 threads.
+    m, k, n = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((m, k)).astype(dtype)
+    w = rng.standard_normal((k, n)).astype(dtype)
+    dy = rng.standard_normal((m, n)).astype(dtype)
+    tol = dict(rtol=1e-4, atol=1e-4 * np.sqrt(k + m + n)) if dtype == np.float32 else {}
+    for a, b, out_shape in ((x, w, (m, n)), (x.T, dy, (k, n)), (dy, w.T, (m, k))):
+        outs = []
+        for n_threads in (1, 2, 3, 8):
+            out = np.full(out_shape, np.nan, dtype)
+            assert ops._matmul(a, b, out, n_threads) is out
+            outs.append(out)
+        np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, **tol)
+        for other in outs[1:]:
+            np.testing.assert_array_equal(other, outs[0])
+
+
+def test_dense_matmul_falls_back_on_layouts_blas_cannot_take():
+    x = np.arange(24.0).reshape(4, 6)[:, ::2]          # neither stride is 8
+    w = np.ones((3, 2))
+    out = np.empty((4, 2))
+    np.testing.assert_array_equal(ops._matmul(x, w, out, 2), x @ w)
