@@ -15,11 +15,12 @@ exact); a weight of 2 is the sample twice, as everywhere in the estimator,
 and a weight of 0 leaves the sample out of the statistics.
 
 Threads take whole channels (``prange`` over C): every sum of a channel is
-computed by one thread, in double, in a fixed order (sample by sample, each
-plane in eight partial sums), so results are bit-identical for any thread
-count. The variance is the two-pass one (the mean first), which keeps
-float32 batches with a large mean accurate. The elementwise loops are the C
-helpers of ``_kernels.h``.
+computed by one thread in a fixed order (sample by sample, each plane in
+partial sums accumulated into a double total: float blocks for float32, see
+``_kernels.h``), so results are bit-identical for any thread count. The
+variance is the two-pass one (the mean first), which keeps float32 batches
+with a large mean accurate. The elementwise loops are the C helpers of
+``_kernels.h``.
 
 Nothing here validates: ``pyconvnet.ops`` checks every shape first.
 """
