@@ -71,7 +71,9 @@ from libc.string cimport memset
 import numpy as np
 
 from pyconvnet._blas cimport gemm
-from pyconvnet._kernels cimport _act_grad, _bias_act, _sum, _sum_chunks
+from pyconvnet._kernels cimport (_act_grad, _bias_act, _sum, _sum_chunks,
+                                 pcn_col2im_d, pcn_col2im_f, pcn_im2col_d,
+                                 pcn_im2col_f)
 
 # At most this many chunks of samples share the weight-gradient reduction:
 # enough for both cores to stay busy on a batch of 10 (and for dynamic
@@ -135,93 +137,28 @@ cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
     return g
 
 
-cdef inline void _valid_range(int j, int pw, int sw, int W, int OW,
-                              int* lo, int* hi) noexcept nogil:
-    """Output columns ow whose input column ow*sw - pw + j lies in [0, W).
-
-    Computed in 64 bits: with a stride or padding near the int limit the
-    intermediate sums would overflow an int.
-    """
-    cdef long long first = <long long> pw - j
-    cdef long long last = <long long> W - 1 + pw - j
-    cdef long long l, h
-    l = 0 if first <= 0 else (first + sw - 1) // sw
-    h = 0 if last < 0 else min(<long long> OW, last // sw + 1)
-    if l > OW:
-        l = OW
-    if h < l:
-        h = l
-    lo[0] = <int> l
-    hi[0] = <int> h
+cdef inline void _im2col(const floating* x, floating* cols,
+                         const Geometry* g) noexcept nogil:
+    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW): the C loop
+    of ``_kernels.h``."""
+    if floating is float:
+        pcn_im2col_f(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
+                     g.pw, g.OH, g.OW)
+    else:
+        pcn_im2col_d(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
+                     g.pw, g.OH, g.OW)
 
 
-cdef void _im2col(const floating* x, floating* cols,
-                  const Geometry* g) noexcept nogil:
-    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW).
-
-    The columns that read padding are worked out once per kernel column j, so
-    the inner loop is a branch-free copy that the compiler vectorises.
-    """
-    cdef int c, i, j, oh, ow, ih, lo, hi, off
-    cdef int C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW
-    cdef int sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, OH = g.OH, OW = g.OW
-    cdef const floating* xrow
-    cdef floating* out = cols
-    for c in range(C):
-        for i in range(KH):
-            for j in range(KW):
-                _valid_range(j, pw, sw, W, OW, &lo, &hi)
-                off = j - pw
-                for oh in range(OH):
-                    ih = oh * sh - ph + i
-                    if ih < 0 or ih >= H:
-                        memset(out, 0, OW * sizeof(floating))
-                    else:
-                        xrow = x + (c * H + ih) * W + off
-                        if lo > 0:
-                            memset(out, 0, lo * sizeof(floating))
-                        if sw == 1:
-                            # A plain loop, not memcpy: rows are short (8 to
-                            # 28 values), where a libc call costs more than
-                            # the copy.
-                            for ow in range(lo, hi):
-                                out[ow] = xrow[ow]
-                        else:
-                            for ow in range(lo, hi):
-                                out[ow] = xrow[ow * sw]
-                        if hi < OW:
-                            memset(out + hi, 0, (OW - hi) * sizeof(floating))
-                    out += OW
-
-
-cdef void _col2im(const floating* cols, floating* dx,
-                  const Geometry* g) noexcept nogil:
-    """Fold cols (C*KH*KW, OH*OW) back onto dx (C, H, W), adding overlaps.
-
-    dx must be zeroed by the caller. The inverse of the gathering in _im2col:
-    every entry goes back to the pixel it was read from; padding is dropped.
-    """
-    cdef int c, i, j, oh, ow, ih, lo, hi, off
-    cdef int C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW
-    cdef int sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, OH = g.OH, OW = g.OW
-    cdef floating* dxrow
-    cdef const floating* src = cols
-    for c in range(C):
-        for i in range(KH):
-            for j in range(KW):
-                _valid_range(j, pw, sw, W, OW, &lo, &hi)
-                off = j - pw
-                for oh in range(OH):
-                    ih = oh * sh - ph + i
-                    if 0 <= ih < H:
-                        dxrow = dx + (c * H + ih) * W + off
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                dxrow[ow] += src[ow]
-                        else:
-                            for ow in range(lo, hi):
-                                dxrow[ow * sw] += src[ow]
-                    src += OW
+cdef inline void _col2im(const floating* cols, floating* dx,
+                         const Geometry* g) noexcept nogil:
+    """Fold cols (C*KH*KW, OH*OW) back onto the zeroed dx (C, H, W), adding
+    overlaps: the C loop of ``_kernels.h``."""
+    if floating is float:
+        pcn_col2im_f(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
+                     g.pw, g.OH, g.OW)
+    else:
+        pcn_col2im_d(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
+                     g.pw, g.OH, g.OW)
 
 
 def _scratch(n_threads, n_items, size, dtype):

@@ -26,6 +26,18 @@ cdef extern from "_kernels.h":
                      float c2, float m, float c3) noexcept nogil
     void pcn_bn_dx_d(double* dz, const double* x, ptrdiff_t n, double g,
                      double c2, double m, double c3) noexcept nogil
+    void pcn_im2col_f(const float* x, float* cols, int C, int H, int W, int KH,
+                      int KW, int sh, int sw, int ph, int pw, int OH,
+                      int OW) noexcept nogil
+    void pcn_im2col_d(const double* x, double* cols, int C, int H, int W,
+                      int KH, int KW, int sh, int sw, int ph, int pw, int OH,
+                      int OW) noexcept nogil
+    void pcn_col2im_f(const float* cols, float* dx, int C, int H, int W, int KH,
+                      int KW, int sh, int sw, int ph, int pw, int OH,
+                      int OW) noexcept nogil
+    void pcn_col2im_d(const double* cols, double* dx, int C, int H, int W,
+                      int KH, int KW, int sh, int sw, int ph, int pw, int OH,
+                      int OW) noexcept nogil
     void pcn_sum_chunks_f(float* dst, const float* src, ptrdiff_t n_chunks,
                           ptrdiff_t ld, ptrdiff_t n) noexcept nogil
     void pcn_sum_chunks_d(double* dst, const double* src, ptrdiff_t n_chunks,
