@@ -250,4 +250,45 @@ static PCN_INLINE void COL2IM(const T* PCN_RESTRICT cols, T* PCN_RESTRICT dx, \
 PCN_IM2COL(pcn_im2col_f, pcn_col2im_f, float)
 PCN_IM2COL(pcn_im2col_d, pcn_col2im_d, double)
 
+/* 2x2 max pooling at stride 2 of one NaN-free plane (H, W) into y and the
+   index of each window's first maximum (row-major order) into a. Branch-free:
+   the indices come from arithmetic on the comparisons (a branch here is
+   mispredicted half the time), and the loops have explicit trip counts, so
+   the compiler vectorises them even under Python's -fwrapv. */
+#define PCN_MAXPOOL2(NAME, T)                                                \
+static PCN_INLINE void NAME(const T* PCN_RESTRICT x, T* PCN_RESTRICT y,     \
+                            int* PCN_RESTRICT a, int W, int OH, int OW) {    \
+    int oh, ow;                                                               \
+    for (oh = 0; oh < OH; oh++) {                                             \
+        const T* r0 = x + (ptrdiff_t) 2 * oh * W;                             \
+        const T* r1 = r0 + W;                                                 \
+        T* yr = y + (ptrdiff_t) oh * OW;                                      \
+        int* ar = a + (ptrdiff_t) oh * OW;                                    \
+        int base = 2 * oh * W;                                                \
+        for (ow = 0; ow < OW; ow++) {                                         \
+            T p = r0[2 * ow], q = r0[2 * ow + 1];                             \
+            T s = r1[2 * ow], t = r1[2 * ow + 1];                             \
+            int up = q > p, down = t > s;                                     \
+            T top = up ? q : p, bottom = down ? t : s;                        \
+            int lower = bottom > top;                                         \
+            int itop = base + 2 * ow + up;                                    \
+            int ibottom = base + W + 2 * ow + down;                           \
+            yr[ow] = lower ? bottom : top;                                    \
+            ar[ow] = itop + lower * (ibottom - itop);                         \
+        }                                                                     \
+    }                                                                         \
+}
+PCN_MAXPOOL2(pcn_max_pool_2x2_f, float)
+PCN_MAXPOOL2(pcn_max_pool_2x2_d, double)
+
+/* Whether n values hold a NaN: a vectorised count, no early exit. */
+#define PCN_HAS_NAN(NAME, T)                                                 \
+static PCN_INLINE int NAME(const T* PCN_RESTRICT p, ptrdiff_t n) {           \
+    ptrdiff_t k; int count = 0;                                               \
+    for (k = 0; k < n; k++) count += p[k] != p[k];                            \
+    return count != 0;                                                        \
+}
+PCN_HAS_NAN(pcn_has_nan_f, float)
+PCN_HAS_NAN(pcn_has_nan_d, double)
+
 #endif

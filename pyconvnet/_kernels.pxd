@@ -38,6 +38,12 @@ cdef extern from "_kernels.h":
     void pcn_col2im_d(const double* cols, double* dx, int C, int H, int W,
                       int KH, int KW, int sh, int sw, int ph, int pw, int OH,
                       int OW) noexcept nogil
+    void pcn_max_pool_2x2_f(const float* x, float* y, int* a, int W, int OH,
+                            int OW) noexcept nogil
+    void pcn_max_pool_2x2_d(const double* x, double* y, int* a, int W, int OH,
+                            int OW) noexcept nogil
+    int pcn_has_nan_f(const float* p, ptrdiff_t n) noexcept nogil
+    int pcn_has_nan_d(const double* p, ptrdiff_t n) noexcept nogil
     void pcn_sum_chunks_f(float* dst, const float* src, ptrdiff_t n_chunks,
                           ptrdiff_t ld, ptrdiff_t n) noexcept nogil
     void pcn_sum_chunks_d(double* dst, const double* src, ptrdiff_t n_chunks,

@@ -32,6 +32,9 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.string cimport memset
 
+from pyconvnet._kernels cimport (pcn_has_nan_d, pcn_has_nan_f,
+                                 pcn_max_pool_2x2_d, pcn_max_pool_2x2_f)
+
 
 cdef inline int _threads(int n_threads, Py_ssize_t n_planes) noexcept nogil:
     """No more threads than planes, and at least one."""
@@ -54,44 +57,22 @@ cdef inline bint _takes_over(floating v, floating best) noexcept nogil:
 
 
 cdef inline bint _has_nan(const floating* p, Py_ssize_t n) noexcept nogil:
-    """Whether a plane holds a NaN; a vectorised count, no early exit."""
-    cdef Py_ssize_t k
-    cdef int count = 0
-    for k in range(n):
-        count += p[k] != p[k]
-    return count != 0
+    """Whether a plane holds a NaN (the C loop of ``_kernels.h``)."""
+    if floating is float:
+        return pcn_has_nan_f(p, n)
+    else:
+        return pcn_has_nan_d(p, n)
 
 
 cdef inline void _max_pool_2x2(const floating* xp, floating* yp, int* ap,
                                int W, int OH, int OW) noexcept nogil:
-    """The common 2x2 window at stride 2, unrolled and free of branches; the
-    same tie rule (first maximum in row-major order)."""
-    cdef int oh, ow, i0, i1
-    cdef floating a, b, c, d, top, bottom
-    cdef int ia, ic, itop, ibottom, lower
-    cdef const floating* r0
-    cdef const floating* r1
-    for oh in range(OH):
-        r0 = xp + 2 * oh * W
-        r1 = r0 + W
-        for ow in range(OW):
-            a = r0[2 * ow]
-            b = r0[2 * ow + 1]
-            c = r1[2 * ow]
-            d = r1[2 * ow + 1]
-            ia = 2 * oh * W + 2 * ow
-            ic = ia + W
-            # Indices by arithmetic on the comparisons: a branch here is
-            # mispredicted half the time and made this loop 3x slower.
-            # (NaN-free planes only: comparisons with NaN need the slower
-            # general loop.)
-            itop = ia + <int> (b > a)
-            top = b if b > a else a
-            ibottom = ic + <int> (d > c)
-            bottom = d if d > c else c
-            lower = <int> (bottom > top)
-            yp[oh * OW + ow] = bottom if bottom > top else top
-            ap[oh * OW + ow] = itop + lower * (ibottom - itop)
+    """The common 2x2 window at stride 2 of a NaN-free plane, branch-free
+    (the C loop of ``_kernels.h``); the same tie rule (first maximum in
+    row-major order)."""
+    if floating is float:
+        pcn_max_pool_2x2_f(xp, yp, ap, W, OH, OW)
+    else:
+        pcn_max_pool_2x2_d(xp, yp, ap, W, OH, OW)
 
 
 def max_pool_forward(
