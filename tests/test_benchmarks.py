@@ -75,3 +75,25 @@ def test_bench_onnx_smoke(tmp_path, capsys):
     assert rows[0]["pyconvnet"] > 0 and rows[0]["onnxruntime"] > 0
     assert rows[0]["max_abs_diff"] < 1e-5
     assert "| network | threads |" in capsys.readouterr().out
+
+
+def test_ab_kernels_smoke(capsys):
+    """Two builds side by side: here the installed build against itself."""
+    import pyconvnet
+
+    ab = _load("ab_kernels")
+    tree = str(Path(pyconvnet.__file__).resolve().parent.parent)
+    assert hasattr(ab.load(tree, "_conv"), "conv2d_forward")
+    ab.main([tree, tree, "--batch", "3", "--threads", "1", "--repeats", "2",
+             "--layers", "n.conv1", "w3.conv2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["n.conv1", "max", "w3.conv2"]
+    for line in lines[1:]:
+        ratios = [float(part.strip("()")) for part in line.split() if part.startswith("(")]
+        assert ratios and all(r > 0 for r in ratios)
+
+
+def test_ab_kernels_refuses_a_tree_without_a_build(tmp_path):
+    ab = _load("ab_kernels")
+    with pytest.raises(SystemExit, match="no compiled"):
+        ab.load(str(tmp_path), "_conv")
