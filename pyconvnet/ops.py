@@ -506,12 +506,19 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
 def _matmul(a, b, out, n_threads):
     """out = a @ b for the dense layers, over ``n_threads`` threads with
     results that do not depend on the thread count (see ``_dense``). ``a``
-    and ``b`` may be transposed views; a layout BLAS cannot take as it is
-    (or mixed dtypes) goes to NumPy, single-threaded."""
+    and ``b`` may be C-contiguous arrays or transposes of one (``x.T``,
+    ``w.T``); any other layout, or mixed dtypes, goes to NumPy."""
+    operands = []
+    for m in (a, b):
+        if m.flags.c_contiguous:
+            operands += [m, False]
+        elif m.T.flags.c_contiguous:
+            operands += [m.T, True]
+        else:
+            return np.matmul(a, b, out=out)
     if (a.dtype == b.dtype == out.dtype and a.dtype in (np.float32, np.float64)
-            and out.flags.c_contiguous and _dense.is_blas_layout(a)
-            and _dense.is_blas_layout(b)):
-        _dense.matmul(a, b, out, n_threads)
+            and out.flags.c_contiguous and a.shape[1] <= INT_MAX):
+        _dense.matmul(*operands, out, n_threads)
         return out
     return np.matmul(a, b, out=out)
 

@@ -339,6 +339,23 @@ def test_dense_matmul_tiles_match_numpy_for_any_thread_count(shape, dtype):
             np.testing.assert_array_equal(other, outs[0])
 
 
+@pytest.mark.parametrize("shape", [(1, 5, 3), (4, 1, 3), (4, 5, 1), (1, 1, 1)])
+def test_dense_matmul_with_unit_dimensions(shape):
+    # A dimension of 1 leaves NumPy free to give it any stride (a (1, n)
+    # array is contiguous whatever its first stride): the leading dimensions
+    # come from the shapes, never from such a stride.
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((m, k))
+    w = rng.standard_normal((k, n))
+    dy = rng.standard_normal((m, n))
+    for a, b in ((x, w), (x.T, dy), (dy, w.T), (x[:, :1], w[:1]),
+                 (np.lib.stride_tricks.as_strided(x, strides=(8 * 1000, 8)) if m == 1
+                  else x, w)):
+        out = np.empty((a.shape[0], b.shape[1]))
+        np.testing.assert_allclose(ops._matmul(a, b, out, 2), a @ b, rtol=1e-12)
+
+
 def test_dense_matmul_falls_back_on_layouts_blas_cannot_take():
     x = np.arange(24.0).reshape(4, 6)[:, ::2]          # neither stride is 8
     w = np.ones((3, 2))
