@@ -325,8 +325,8 @@ def conv2d_backward(
 
     # Fixed-order reduction of the chunks: each weight's sum is taken over
     # the chunks in chunk order whatever the number of threads (threads split
-    # the weights, never a sum). Serial, it cost 10% of Nielsen's second
-    # layer at batch 10.
+    # the weights, never a sum). Parallel, Nielsen's second layer's backward
+    # pass at batch 10 took about 5% less time.
     cdef floating* dw = &dweight[0, 0, 0, 0]
     cdef Py_ssize_t n_w = F * K, blk
     cdef Py_ssize_t n_blocks = (n_w + REDUCE_BLOCK - 1) // REDUCE_BLOCK

@@ -1,5 +1,6 @@
 # The C loops of _kernels.h, and fused-type wrappers that pick the float or
-# double version, shared by the kernels that use them (_conv, _batchnorm).
+# double version, shared by the kernels that use them (_conv, _pool,
+# _batchnorm).
 from cython cimport floating
 
 
