@@ -3,6 +3,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -51,6 +52,29 @@ def test_best_recipe_and_ensemble_smoke():
     with pytest.raises(ValueError, match="5 seeds"):
         accuracy.best_recipe("mnist", X[:100], y[:100], X[100:150], y[100:150],
                              seeds=[0], epochs=1, ensemble=True)
+
+
+def test_ladder_ensemble_is_votingclassifiers_soft_vote():
+    """Rung 7 reuses rung 6's network as its seed-0 member; its vote must be
+    what VotingClassifier(voting="soft") over the same five networks gives."""
+    from sklearn.datasets import load_digits
+    from sklearn.ensemble import VotingClassifier
+
+    accuracy = _load("accuracy")
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    X_train, y_train, X_test, y_test = X[:300], y[:300], X[300:700], y[300:700]
+    rungs, _ = accuracy.ladder("digits", 2)
+    make = dict(rungs)["7. ensemble of 5"]
+    assert make is dict(rungs)["6. + FC 1000x2, dropout 0.5"]
+    first = make()
+    row = accuracy.run(first, X_train, y_train, X_test, y_test)
+    out = accuracy.ensemble(make, (first, row), X_train, y_train, X_test, y_test)
+    vote = VotingClassifier([(f"net{s}", make(s)) for s in range(5)], voting="soft")
+    vote.fit(X_train, y_train)
+    assert out["accuracy"] == np.mean(vote.predict(X_test) == y_test)
+    assert out["epochs"] == sum(e.n_iter_ for e in vote.estimators_)
+    assert out["train_seconds"] > row["train_seconds"]
 
 
 def test_pictures_smoke(tmp_path):
