@@ -91,12 +91,12 @@ def ladder(dataset, epochs):
     out = [(name, (lambda seed=0, p=params: ConvNetClassifier(random_state=seed, **base, **p)))
            for name, params in rungs]
     # Rung 7 is five of rung 6's networks (seeds 0-4) voting softly; rung 6's
-    # own network is the seed-0 member, so ensemble() trains only four more.
+    # own network is the seed-0 member, so soft_vote_ensemble() trains only four more.
     out.append(("7. ensemble of 5", out[-1][1]))
     return out, base
 
 
-def ensemble(make, first, X_train, y_train, X_test, y_test, members=5):
+def soft_vote_ensemble(make, first, X_train, y_train, X_test, y_test, members=5):
     """Soft vote of ``first`` (already fitted, seed 0) and ``members - 1``
     more networks from ``make(seed)``: the argmax of the mean of their
     predict_proba, which is what VotingClassifier(voting="soft") computes.
@@ -199,9 +199,18 @@ def main(argv=None):
     epochs = 1 if args.quick else args.epochs
 
     results, pooling, best = {}, {}, {}
+    info = machine()
+
+    def dump():
+        # Written after every network, so a long run that stops early keeps
+        # what it measured.
+        write_json(args.json, {"machine": info, "quick": args.quick, "epochs": epochs,
+                               "results": results, "pooling": pooling, "best": best,
+                               "published": PUBLISHED})
+
     for dataset in args.datasets:
         X_train, X_test, y_train, y_test = load(dataset, args.quick)
-        rows = []
+        rows = results[dataset] = []
         rungs, base = ladder(dataset, epochs)
         if "ladder" not in args.parts:
             rungs = []
@@ -216,16 +225,16 @@ def main(argv=None):
             if name.startswith("7."):
                 if args.skip_ensemble:
                     continue
-                row = {"rung": name, **ensemble(make, previous, X_train, y_train,
-                                                X_test, y_test)}
+                row = {"rung": name, **soft_vote_ensemble(make, previous, X_train, y_train,
+                                                          X_test, y_test)}
             else:
                 est = make()
                 row = {"rung": name, **run(est, X_train, y_train, X_test, y_test)}
                 previous = (est, row)
             rows.append(row)
+            dump()
             print(f"[{dataset}] {name}: {row['accuracy']:.4f} in {row['train_seconds']:.0f} s",
                   file=sys.stderr)
-        results[dataset] = rows
         pooling[dataset] = []
         for kind in ("max", "l2", "avg") if "pooling" in args.parts else ():
             est = ConvNetClassifier(conv_layers=((20, 5), (40, 5)), hidden_layer_sizes=(100,),
@@ -233,6 +242,7 @@ def main(argv=None):
                                     **{**base, "pooling": kind})
             row = {"pooling": kind, **run(est, X_train, y_train, X_test, y_test)}
             pooling[dataset].append(row)
+            dump()
             print(f"[{dataset}] {kind} pooling: {row['accuracy']:.4f}", file=sys.stderr)
         if dataset == "fashion-mnist" and {"best", "ensemble"} & set(args.parts):
             ensemble = "ensemble" in args.parts
@@ -242,7 +252,7 @@ def main(argv=None):
             best[dataset] = best_recipe(dataset, X_train, y_train, X_test, y_test, seeds,
                                         1 if args.quick else args.best_epochs, ensemble)
 
-    info = machine()
+    dump()
     print(f"Machine: {info['cpu']}, {info['cores']} cores."
           + (" QUICK SMOKE RUN: not comparable." if args.quick else ""))
     for dataset, rows in results.items():
@@ -271,9 +281,6 @@ def main(argv=None):
                   f"{b['accuracy_min']:.4f}, max {b['accuracy_max']:.4f}; longest fit "
                   f"{b['train_seconds_max']:.0f} s")
         print("Published: " + ", ".join(f"{k} {v}" for k, v in PUBLISHED[dataset].items()))
-    write_json(args.json, {"machine": info, "quick": args.quick, "epochs": epochs,
-                           "results": results, "pooling": pooling, "best": best,
-                           "published": PUBLISHED})
     print(f"\nwrote {os.path.relpath(args.json)}")
 
 

