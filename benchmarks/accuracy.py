@@ -96,6 +96,14 @@ def ladder(dataset, epochs):
     return out, base
 
 
+def soft_vote_accuracy(probas, classes, y_test):
+    """Test accuracy of the soft vote of several networks' predict_proba:
+    the argmax of their mean, which is what VotingClassifier(voting="soft")
+    computes."""
+    vote = classes[np.argmax(np.mean(probas, axis=0), axis=1)]
+    return float(np.mean(vote == y_test))
+
+
 def soft_vote_ensemble(make, first, X_train, y_train, X_test, y_test, members=5):
     """Soft vote of ``first`` (already fitted, seed 0) and ``members - 1``
     more networks from ``make(seed)``: the argmax of the mean of their
@@ -111,8 +119,8 @@ def soft_vote_ensemble(make, first, X_train, y_train, X_test, y_test, members=5)
         epochs += row["epochs"]
         print(f"  member seed {seed}: {row['accuracy']:.4f} in {row['train_seconds']:.0f} s, "
               f"{row['epochs']} epochs", file=sys.stderr)
-    vote = first[0].classes_[np.argmax(np.mean(probas, axis=0), axis=1)]
-    return {"accuracy": float(np.mean(vote == y_test)), "train_seconds": seconds,
+    return {"accuracy": soft_vote_accuracy(probas, first[0].classes_, y_test),
+            "train_seconds": seconds,
             "epochs": int(epochs), "images_per_s": len(X_train) * epochs / seconds}
 
 
@@ -153,9 +161,8 @@ def best_recipe(dataset, X_train, y_train, X_test, y_test, seeds, epochs, ensemb
     if ensemble:
         if len(probas) < 5:
             raise ValueError("the ensemble needs at least 5 seeds")
-        vote = classes[np.argmax(np.mean(probas[:5], axis=0), axis=1)]
         out["ensemble"] = {"members": 5, "seeds": list(seeds[:5]),
-                           "accuracy": float(np.mean(vote == y_test)),
+                           "accuracy": soft_vote_accuracy(probas[:5], classes, y_test),
                            "train_seconds": sum(r["train_seconds"] for r in runs[:5])}
         print(f"[{dataset}] ensemble of 5: {out['ensemble']['accuracy']:.4f}",
               file=sys.stderr)

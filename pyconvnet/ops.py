@@ -517,7 +517,7 @@ def _matmul(a, b, out, n_threads):
         else:
             return np.matmul(a, b, out=out)
     if (a.dtype == b.dtype == out.dtype and a.dtype in (np.float32, np.float64)
-            and out.flags.c_contiguous and a.shape[1] <= INT_MAX):
+            and out.flags.c_contiguous and max(a.shape + b.shape) <= INT_MAX):
         _dense.matmul(*operands, out, n_threads)
         return out
     return np.matmul(a, b, out=out)
