@@ -52,6 +52,15 @@ another process holds one core, the thread that still runs takes the items
 the descheduled one would have waited for at a static barrier. Which thread
 computes an item never changes what it computes, so results stay identical.
 
+A convolution followed by max pooling without overlap can run as one
+kernel: the forward pass pools each sample's activated output while it is
+still in cache and writes only the pooled values and their argmax; the
+backward pass rebuilds the gradient at the activation's input from those, per
+sample, in scratch. Neither the full output nor its gradient is ever written
+to memory (the two largest arrays of a training step), and the pooling layer's
+own passes over them disappear. Results are bit-identical to the two layers
+run one after the other.
+
 The elementwise passes (bias and activation forward; activation gradient and
 the bias sums backward) are plain C loops over ``restrict`` pointers, which
 the compiler vectorises. Written as Cython loops inside the OpenMP region they
@@ -71,8 +80,8 @@ from libc.string cimport memset
 import numpy as np
 
 from pyconvnet._blas cimport gemm
-from pyconvnet._kernels cimport (_act_grad, _bias_act, _sum, _sum_chunks,
-                                 pcn_col2im_d, pcn_col2im_f, pcn_im2col_d,
+from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
+                                 _sum, _sum_chunks, _unpool_act, pcn_col2im_d, pcn_col2im_f, pcn_im2col_d,
                                  pcn_im2col_f)
 
 # At most this many chunks of samples share the weight-gradient reduction:
@@ -175,46 +184,66 @@ def conv2d_forward(
     const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     const floating[:, :, :, ::1] weight,  # IN  (F, C, KH, KW)
     const floating[::1] bias,             # IN  (F,) or None
-    floating[:, :, :, ::1] out,           # OUT (N, F, OH, OW)
+    floating[:, :, :, ::1] out,           # OUT (N, F, OH, OW); with argmax, the
+                                          #     pooled (N, F, POH, POW)
     floating[:, ::1] cols_cache,          # OUT (N, K*P): each sample's im2col,
                                           #     kept for the backward pass; or None
     int stride_h, int stride_w, int pad_h, int pad_w,
     int activation,
     int n_threads,
+    int[:, :, :, ::1] argmax=None,        # OUT (N, F, POH, POW): index in the
+                                          #     plane, or None not to pool
+    int pool_h=0, int pool_w=0,           # pooling window = stride
 ):
     """Convolution, bias and activation of a batch, in one pass per sample.
 
     ``out[n] = act(W @ im2col(x[n]) + b)``; with ``cols_cache`` each sample's
-    im2col matrix is kept there for :func:`conv2d_backward`. Shapes are
-    trusted: call through ``pyconvnet.ops``.
+    im2col matrix is kept there for :func:`conv2d_backward`.
+
+    With ``argmax``, the activated output is max pooled over windows
+    (pool_h, pool_w) at the same stride while it is still in cache, and only
+    the pooled values (to ``out``) and each window's argmax (the plane's C
+    loop that ``_pool`` uses) are written: the full output stays in a per-thread
+    scratch plane and never reaches memory. The backward pass needs no more
+    (see :func:`conv2d_backward`). Shapes are trusted: call through
+    ``pyconvnet.ops``.
     """
     if x.shape[0] == 0:
         return
     cdef:
-        Geometry g = _geometry(x.shape, weight.shape,
-                               out.shape[2], out.shape[3], stride_h, stride_w,
-                               pad_h, pad_w)
+        Geometry g = _geometry(
+            x.shape, weight.shape,
+            (x.shape[2] + 2 * pad_h - weight.shape[2]) // stride_h + 1,
+            (x.shape[3] + 2 * pad_w - weight.shape[3]) // stride_w + 1,
+            stride_h, stride_w, pad_h, pad_w)
         Py_ssize_t N = g.N, F = g.F, K = g.K, P = g.P
         bint direct = g.direct
         bint has_bias = bias is not None
         const floating* w = &weight[0, 0, 0, 0]
         bint cache = cols_cache is not None and not direct
+        bint pool = argmax is not None
+        int OH = g.OH, OW = g.OW
+        int POH = out.shape[2], POW = out.shape[3]
+        Py_ssize_t off_y = 0 if direct or cache else K * P
         floating[:, ::1] scratch
+        floating* base
         floating* cols
         const floating* xn
         floating* yn
         Py_ssize_t n, f
         int n_used
     dtype = np.float32 if floating is float else np.float64
-    scratch_arr, n_used = _scratch(n_threads, N, 0 if direct or cache else K * P,
+    # One thread's scratch: [im2col of x | output when pooling].
+    scratch_arr, n_used = _scratch(n_threads, N, off_y + (F * P if pool else 0),
                                    dtype)
     scratch = scratch_arr
     with nogil, parallel(num_threads=n_used):
         for n in prange(N, schedule='dynamic'):
+            base = &scratch[threadid(), 0]
             xn = &x[n, 0, 0, 0]
-            yn = &out[n, 0, 0, 0]
+            yn = base + off_y if pool else &out[n, 0, 0, 0]
             if not direct:
-                cols = &cols_cache[n, 0] if cache else &scratch[threadid(), 0]
+                cols = &cols_cache[n, 0] if cache else base
                 _im2col(xn, cols, &g)
                 xn = cols
             gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
@@ -223,12 +252,19 @@ def conv2d_forward(
                 for f in range(F):
                     _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
                               activation)
+            if pool:
+                for f in range(F):
+                    _max_pool_plane(yn + f * P, &out[n, f, 0, 0],
+                                    &argmax[n, f, 0, 0], OH, OW, pool_h,
+                                    pool_w, pool_h, pool_w, POH, POW)
 
 
 def conv2d_backward(
-    const floating[:, :, :, ::1] dy,      # IN  (N, F, OH, OW): d loss / d y
+    const floating[:, :, :, ::1] dy,      # IN  (N, F, OH, OW): d loss / d y;
+                                          #     with argmax, d loss / d pooled
     const floating[:, :, :, ::1] y,       # IN  (N, F, OH, OW): activated output,
-                                          #     or None with no activation
+                                          #     or None with no activation; with
+                                          #     argmax, the pooled output
     const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     const floating[:, :, :, ::1] weight,  # IN  (F, C, KH, KW)
     const floating[:, ::1] cols_cache,    # IN  (N, K*P) from the forward pass,
@@ -239,15 +275,26 @@ def conv2d_backward(
     int stride_h, int stride_w, int pad_h, int pad_w,
     int activation,
     int n_threads,
+    const int[:, :, :, ::1] argmax=None,  # IN  (N, F, POH, POW): the pooled
+                                          #     forward pass's, or None
 ):
     """Gradients of :func:`conv2d_forward` for a batch: the input gradient
     (unless ``dx`` is None), and the weight and bias gradients summed over the
-    samples in a fixed order. Shapes are trusted: call through
-    ``pyconvnet.ops``."""
+    samples in a fixed order.
+
+    With ``argmax`` (the forward pass pooled, without overlap), each
+    sample's gradient at the activation's input is rebuilt in scratch from
+    the pooled gradient, the pooled values and the argmax: zero except at
+    each window's maximum (``_unpool_act`` of ``_kernels.h``), bit for bit
+    what pooling's backward pass followed by the activation's would give.
+    Shapes are trusted: call through ``pyconvnet.ops``."""
     cdef:
-        Geometry g = _geometry(x.shape, weight.shape,
-                               dy.shape[2], dy.shape[3], stride_h, stride_w,
-                               pad_h, pad_w)
+        bint pool = argmax is not None
+        Geometry g = _geometry(
+            x.shape, weight.shape,
+            (x.shape[2] + 2 * pad_h - weight.shape[2]) // stride_h + 1,
+            (x.shape[3] + 2 * pad_w - weight.shape[3]) // stride_w + 1,
+            stride_h, stride_w, pad_h, pad_w)
         Py_ssize_t N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P
         bint direct = g.direct
         bint want_dx = dx is not None
@@ -257,6 +304,7 @@ def conv2d_backward(
         bint unfold = not direct and not cache
         bint col_dx = want_dx and not direct
         bint act = activation != ACT_IDENTITY
+        Py_ssize_t PQ = dy.shape[2] * dy.shape[3]
         Py_ssize_t off_cols, off_dcols, off_dz, size
         floating[:, ::1] scratch
         floating* base
@@ -284,7 +332,7 @@ def conv2d_backward(
     off_cols = 0
     off_dcols = off_cols + (K * P if unfold else 0)
     off_dz = off_dcols + (K * P if col_dx else 0)
-    size = off_dz + (F * P if act else 0)
+    size = off_dz + (F * P if act or pool else 0)
     scratch_arr, n_used = _scratch(n_threads, n_chunks, size, dtype)
     scratch = scratch_arr
 
@@ -297,10 +345,19 @@ def conv2d_backward(
             dbc = &db_chunks[ci, 0]
             for n in range(ci * chunk, min((ci + 1) * chunk, N)):
                 xn = &x[n, 0, 0, 0]
-                dyn = &dy[n, 0, 0, 0]
-                if act:
-                    _act_grad(dyn, &y[n, 0, 0, 0], dz, F * P, activation)
+                if pool:
+                    memset(dz, 0, <size_t> (F * P) * sizeof(floating))
+                    for f in range(F):
+                        _unpool_act(dz + f * P, &dy[n, f, 0, 0],
+                                    &y[n, f, 0, 0], &argmax[n, f, 0, 0],
+                                    PQ, activation)
                     dyn = dz
+                elif act:
+                    _act_grad(&dy[n, 0, 0, 0], &y[n, 0, 0, 0], dz, F * P,
+                              activation)
+                    dyn = dz
+                else:
+                    dyn = &dy[n, 0, 0, 0]
                 if cache:
                     xn = &cols_cache[n, 0]
                 elif unfold:

@@ -1,5 +1,5 @@
 /* C loops shared by the compiled kernels (_conv, _pool, _batchnorm):
-   elementwise passes, sums, im2col/col2im, 2x2 max pooling.
+   elementwise passes, sums, im2col/col2im, max pooling and its gradient.
 
    Plain loops over restrict pointers that the compiler vectorises (-O3);
    written as Cython loops inside an OpenMP region they compiled to scalar
@@ -295,5 +295,73 @@ static PCN_INLINE int NAME(const T* PCN_RESTRICT p, ptrdiff_t n) {           \
 }
 PCN_HAS_NAN(pcn_has_nan_f, float)
 PCN_HAS_NAN(pcn_has_nan_d, double)
+
+/* Max pooling of one plane x (H, W) into y (OH, OW), each output's window
+   (KH, KW) at stride (SH, SW); a[q] receives the index in the plane of the
+   window's first maximum in row-major order (strict >). NaN propagates: a
+   window holding a NaN pools to its first NaN, which receives the gradient
+   (as PyTorch's and NumPy's max). The common 2x2 window at stride 2 of a
+   NaN-free plane takes the branch-free loop above. */
+#define PCN_MAXPOOL_PLANE(NAME, T, POOL2, HASNAN)                            \
+static PCN_INLINE void NAME(const T* PCN_RESTRICT x, T* PCN_RESTRICT y,     \
+                            int* PCN_RESTRICT a, int H, int W, int KH,      \
+                            int KW, int SH, int SW, int OH, int OW) {       \
+    int oh, ow, i, j, idx, best_idx;                                          \
+    T best, v;                                                                \
+    if (KH == 2 && KW == 2 && SH == 2 && SW == 2                              \
+            && !HASNAN(x, (ptrdiff_t) H * W)) {                               \
+        POOL2(x, y, a, W, OH, OW);                                            \
+        return;                                                               \
+    }                                                                         \
+    for (oh = 0; oh < OH; oh++)                                               \
+    for (ow = 0; ow < OW; ow++) {                                             \
+        best_idx = oh * SH * W + ow * SW;                                     \
+        best = x[best_idx];                                                   \
+        for (i = 0; i < KH; i++)                                              \
+        for (j = 0; j < KW; j++) {                                            \
+            idx = (oh * SH + i) * W + ow * SW + j;                            \
+            v = x[idx];                                                       \
+            if (v > best || (v != v && best == best)) {                       \
+                best = v;                                                     \
+                best_idx = idx;                                               \
+            }                                                                 \
+        }                                                                     \
+        y[oh * OW + ow] = best;                                               \
+        a[oh * OW + ow] = best_idx;                                           \
+    }                                                                         \
+}
+PCN_MAXPOOL_PLANE(pcn_max_pool_plane_f, float, pcn_max_pool_2x2_f, pcn_has_nan_f)
+PCN_MAXPOOL_PLANE(pcn_max_pool_plane_d, double, pcn_max_pool_2x2_d, pcn_has_nan_d)
+
+/* Max pooling's backward pass onto one zeroed plane dz: each of the n pooled
+   outputs sends its gradient g[q] to its window's maximum a[q], then through
+   the activation that preceded the pooling, whose derivative is taken from
+   the pooled (activated) value y[q]:
+
+       dz[a[q]] = act'(dz[a[q]] + g[q])
+
+   With act 0 (identity) this is the plain scatter-add, right for overlapping
+   windows too. With an activation the windows must not overlap (each a[q]
+   distinct): then every element gets exactly what pooling's scatter into a
+   zeroed plane followed by pcn_act_grad gives it, bit for bit (the
+   activation's derivative at a window's maximum is its derivative at the
+   pooled value; elsewhere the gradient is 0 either way). */
+#define PCN_UNPOOL_ACT(NAME, T)                                              \
+static PCN_INLINE void NAME(T* dz, const T* PCN_RESTRICT g,                  \
+                            const T* PCN_RESTRICT y,                         \
+                            const int* PCN_RESTRICT a, ptrdiff_t n, int act) { \
+    ptrdiff_t q;                                                              \
+    if (act == 1) {                                                           \
+        for (q = 0; q < n; q++) { T d = dz[a[q]] + g[q]; dz[a[q]] = y[q] > 0 ? d : 0; } \
+    } else if (act == 2) {                                                    \
+        for (q = 0; q < n; q++) dz[a[q]] = (dz[a[q]] + g[q]) * y[q] * (1 - y[q]); \
+    } else if (act == 3) {                                                    \
+        for (q = 0; q < n; q++) dz[a[q]] = (dz[a[q]] + g[q]) * (1 - y[q] * y[q]); \
+    } else {                                                                  \
+        for (q = 0; q < n; q++) dz[a[q]] += g[q];                             \
+    }                                                                         \
+}
+PCN_UNPOOL_ACT(pcn_unpool_act_f, float)
+PCN_UNPOOL_ACT(pcn_unpool_act_d, double)
 
 #endif

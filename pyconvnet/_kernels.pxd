@@ -39,12 +39,16 @@ cdef extern from "_kernels.h":
     void pcn_col2im_d(const double* cols, double* dx, int C, int H, int W,
                       int KH, int KW, int sh, int sw, int ph, int pw, int OH,
                       int OW) noexcept nogil
-    void pcn_max_pool_2x2_f(const float* x, float* y, int* a, int W, int OH,
-                            int OW) noexcept nogil
-    void pcn_max_pool_2x2_d(const double* x, double* y, int* a, int W, int OH,
-                            int OW) noexcept nogil
-    int pcn_has_nan_f(const float* p, ptrdiff_t n) noexcept nogil
-    int pcn_has_nan_d(const double* p, ptrdiff_t n) noexcept nogil
+    void pcn_max_pool_plane_f(const float* x, float* y, int* a, int H, int W,
+                              int KH, int KW, int SH, int SW, int OH,
+                              int OW) noexcept nogil
+    void pcn_max_pool_plane_d(const double* x, double* y, int* a, int H,
+                              int W, int KH, int KW, int SH, int SW, int OH,
+                              int OW) noexcept nogil
+    void pcn_unpool_act_f(float* dz, const float* g, const float* y,
+                          const int* a, ptrdiff_t n, int act) noexcept nogil
+    void pcn_unpool_act_d(double* dz, const double* g, const double* y,
+                          const int* a, ptrdiff_t n, int act) noexcept nogil
     void pcn_sum_chunks_f(float* dst, const float* src, ptrdiff_t n_chunks,
                           ptrdiff_t ld, ptrdiff_t n) noexcept nogil
     void pcn_sum_chunks_d(double* dst, const double* src, ptrdiff_t n_chunks,
@@ -113,3 +117,20 @@ cdef inline void _sum_chunks(floating* dst, const floating* src,
         pcn_sum_chunks_f(dst, src, n_chunks, ld, n)
     else:
         pcn_sum_chunks_d(dst, src, n_chunks, ld, n)
+
+
+cdef inline void _max_pool_plane(const floating* x, floating* y, int* a, int H,
+                                 int W, int KH, int KW, int SH, int SW, int OH,
+                                 int OW) noexcept nogil:
+    if floating is float:
+        pcn_max_pool_plane_f(x, y, a, H, W, KH, KW, SH, SW, OH, OW)
+    else:
+        pcn_max_pool_plane_d(x, y, a, H, W, KH, KW, SH, SW, OH, OW)
+
+
+cdef inline void _unpool_act(floating* dz, const floating* g, const floating* y,
+                             const int* a, Py_ssize_t n, int act) noexcept nogil:
+    if floating is float:
+        pcn_unpool_act_f(dz, g, y, a, n, act)
+    else:
+        pcn_unpool_act_d(dz, g, y, a, n, act)

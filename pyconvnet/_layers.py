@@ -140,7 +140,10 @@ class Conv2D(Layer):
     def bias(self):
         return self._params[1] if self.has_bias else None
 
-    def forward(self, x, training):
+    def forward(self, x, training, pool=None):
+        """The activated output; with ``pool``, the max-pooling layer that
+        follows (non-overlapping windows), that layer's output instead,
+        computed in the same pass (the network runs the two this way)."""
         cols = None
         if training:
             # Keep the im2col unfolding for backward, up to COLS_CACHE_BYTES.
@@ -148,11 +151,24 @@ class Conv2D(Layer):
                                     self.padding)
             if shape[0] * shape[1] * x.itemsize <= COLS_CACHE_BYTES:
                 cols = self._buffer("cols", shape, x.dtype, training)
-        out = self._buffer("y", (x.shape[0],) + self.out_shape, x.dtype, training)
-        y = ops._conv_forward(x, self.weight, self.bias, self.stride,
-                              self.padding, self.n_threads, self.activation,
-                              out=out, cols=cols)
-        self._x, self._y, self._used_cols = x, y, cols
+        argmax = None
+        if pool is None:
+            out = self._buffer("y", (x.shape[0],) + self.out_shape, x.dtype,
+                               training)
+            y = ops._conv_forward(x, self.weight, self.bias, self.stride,
+                                  self.padding, self.n_threads, self.activation,
+                                  out=out, cols=cols)
+        else:
+            shape = (x.shape[0],) + pool.out_shape
+            y, argmax = ops._conv_forward(
+                x, self.weight, self.bias, self.stride, self.padding,
+                self.n_threads, self.activation,
+                out=self._buffer("pooled", shape, x.dtype, training),
+                cols=cols, pool=pool.size,
+                argmax=self._buffer("argmax", shape, np.intc, training))
+        # After a pooled pass, y and argmax are the pooled output and its
+        # argmax, all that the backward pass needs.
+        self._x, self._y, self._used_cols, self._argmax = x, y, cols, argmax
         return y
 
     def backward(self, dy):
@@ -167,7 +183,8 @@ class Conv2D(Layer):
                                       dweight=self._grads[0],
                                       dbias=(self._grads[1] if self.has_bias else
                                              self._buffer("dbias", self.weight.shape[:1],
-                                                          self.weight.dtype, True)))
+                                                          self.weight.dtype, True)),
+                                      argmax=self._argmax)
         return dx
 
 

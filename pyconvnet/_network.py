@@ -232,9 +232,30 @@ class Network:
                      "output_shape": rows[-1]["output_shape"], "n_params": 0})
         return rows
 
+    def _stages(self):
+        """The layers as they run, as (layer, pooling layer or None): a
+        convolution followed by max pooling (whose windows never overlap) is
+        one stage, run by the convolution's kernel in one pass, so that the
+        convolution's full output and its gradient never reach memory; the
+        results are bit-identical to running the two layers in turn."""
+        stages, layers, i = [], self.layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if (layer.kind == "conv" and nxt is not None and nxt.kind == "pool"
+                    and nxt.pool_kind == "max"):
+                stages.append((layer, nxt))
+                i += 2
+            else:
+                stages.append((layer, None))
+                i += 1
+        return stages
+
     def forward(self, x, training=False, sample_weight=None):
-        for layer in self.layers:
-            if layer.uses_sample_weight:
+        for layer, pool in self._stages():
+            if pool is not None:
+                x = layer.forward(x, training, pool=pool)
+            elif layer.uses_sample_weight:
                 x = layer.forward(x, training, sample_weight)
             else:
                 x = layer.forward(x, training)
@@ -277,7 +298,7 @@ class Network:
             dy = np.exp(log_p, out=log_p)
             dy[rows, y] -= 1
         dy *= (sample_weight / total).astype(dy.dtype)[:, None]
-        for layer in reversed(self.layers):
+        for layer, _ in reversed(self._stages()):
             dy = layer.backward(dy)
         if alpha:
             penalty = 0.0

@@ -32,8 +32,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.string cimport memset
 
-from pyconvnet._kernels cimport (pcn_has_nan_d, pcn_has_nan_f,
-                                 pcn_max_pool_2x2_d, pcn_max_pool_2x2_f)
+from pyconvnet._kernels cimport _max_pool_plane, _unpool_act
 
 
 cdef inline int _threads(int n_threads, Py_ssize_t n_planes) noexcept nogil:
@@ -47,32 +46,6 @@ cdef inline int _grain(Py_ssize_t plane_size) noexcept nogil:
     dynamically, so a thread that still has a core takes the planes of one
     that another process has descheduled."""
     return <int> max(1, 4096 // max(plane_size, 1))
-
-
-cdef inline bint _takes_over(floating v, floating best) noexcept nogil:
-    """Whether v replaces best as a window's maximum: a larger value, or the
-    first NaN (a NaN then stays, as in PyTorch and NumPy's max: a window
-    holding NaN pools to NaN, and its gradient goes to that NaN)."""
-    return v > best or (v != v and best == best)
-
-
-cdef inline bint _has_nan(const floating* p, Py_ssize_t n) noexcept nogil:
-    """Whether a plane holds a NaN (the C loop of ``_kernels.h``)."""
-    if floating is float:
-        return pcn_has_nan_f(p, n)
-    else:
-        return pcn_has_nan_d(p, n)
-
-
-cdef inline void _max_pool_2x2(const floating* xp, floating* yp, int* ap,
-                               int W, int OH, int OW) noexcept nogil:
-    """The common 2x2 window at stride 2 of a NaN-free plane, branch-free
-    (the C loop of ``_kernels.h``); the same tie rule (first maximum in
-    row-major order)."""
-    if floating is float:
-        pcn_max_pool_2x2_f(xp, yp, ap, W, OH, OW)
-    else:
-        pcn_max_pool_2x2_d(xp, yp, ap, W, OH, OW)
 
 
 def max_pool_forward(
@@ -89,34 +62,15 @@ def max_pool_forward(
         int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
         int OH = out.shape[2], OW = out.shape[3]
         Py_ssize_t plane
-        int n, c, oh, ow, i, j, idx, best_idx
-        floating best, v
-        const floating* xp
-        floating* yp
-        int* ap
+    # The loop over one plane is the C loop of ``_kernels.h``, which the
+    # fused convolution-and-pooling kernel (``_conv``) shares.
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
                         num_threads=_threads(n_threads, N * C)):
-        xp = &x[0, 0, 0, 0] + plane * H * W
-        yp = &out[0, 0, 0, 0] + plane * OH * OW
-        ap = &argmax[0, 0, 0, 0] + plane * OH * OW
-        if (KH == 2 and KW == 2 and SH == 2 and SW == 2
-                and not _has_nan(xp, H * W)):
-            _max_pool_2x2(xp, yp, ap, W, OH, OW)
-            continue
-        for oh in range(OH):
-            for ow in range(OW):
-                best_idx = oh * SH * W + ow * SW
-                best = xp[best_idx]
-                for i in range(KH):
-                    for j in range(KW):
-                        idx = (oh * SH + i) * W + ow * SW + j
-                        v = xp[idx]
-                        if _takes_over(v, best):
-                            best = v
-                            best_idx = idx
-                yp[oh * OW + ow] = best
-                ap[oh * OW + ow] = best_idx
+        _max_pool_plane(&x[0, 0, 0, 0] + plane * H * W,
+                        &out[0, 0, 0, 0] + plane * OH * OW,
+                        &argmax[0, 0, 0, 0] + plane * OH * OW,
+                        H, W, KH, KW, SH, SW, OH, OW)
 
 
 def max_pool_backward(
@@ -130,7 +84,6 @@ def max_pool_backward(
         int N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
         int OH = dy.shape[2], OW = dy.shape[3]
         Py_ssize_t plane
-        int p
         const floating* gp
         const int* ap
         floating* dp
@@ -141,8 +94,7 @@ def max_pool_backward(
         ap = &argmax[0, 0, 0, 0] + plane * OH * OW
         dp = &dx[0, 0, 0, 0] + plane * H * W
         memset(dp, 0, <size_t> H * W * sizeof(floating))
-        for p in range(OH * OW):
-            dp[ap[p]] += gp[p]
+        _unpool_act(dp, gp, NULL, ap, OH * OW, 0)
 
 
 def sum_pool_forward(

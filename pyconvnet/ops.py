@@ -489,18 +489,33 @@ def batch_norm_grad(dy, x, gamma, beta, *, eps=1e-5, sample_weight=None,
 # dtype, and of shapes the public checks above would accept.
 # --------------------------------------------------------------------------
 def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
-                  out=None, cols=None):
+                  out=None, cols=None, pool=None, argmax=None):
     """Convolution, then bias and ``activation`` (None, "relu", "sigmoid" or
     "tanh") fused into the same pass. ``cols``, if given, is an
     (n_samples, K*P) buffer that receives each sample's im2col unfolding for
-    the backward pass (see :func:`_cols_shape`)."""
+    the backward pass (see :func:`_cols_shape`).
+
+    ``pool``, a window (h, w), max pools the activated output at a stride of
+    the window in the same pass: ``out`` (optional) then receives the pooled
+    output, ``argmax`` (optional) the index in its plane of each window's
+    maximum, and the function returns both (the full output is not kept)."""
     shape = _conv_output_shape(x.shape, weight.shape, stride, padding)
+    act = _conv.ACTIVATIONS[activation]
+    if pool is None:
+        if out is None:
+            out = np.empty(shape, dtype=x.dtype)
+        _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
+                             padding[0], padding[1], act, n_threads)
+        return out
+    pooled_shape = _pool_output_shape(shape, pool, pool)
     if out is None:
-        out = np.empty(shape, dtype=x.dtype)
+        out = np.empty(pooled_shape, dtype=x.dtype)
+    if argmax is None:
+        argmax = np.empty(pooled_shape, dtype=np.intc)
     _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
-                         padding[0], padding[1],
-                         _conv.ACTIVATIONS[activation], n_threads)
-    return out
+                         padding[0], padding[1], act, n_threads, argmax,
+                         pool[0], pool[1])
+    return out, argmax
 
 
 def _matmul(a, b, out, n_threads):
@@ -531,10 +546,12 @@ def _cols_shape(x_shape, w_shape, stride, padding):
 
 def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
                    activation=None, y=None, cols=None, dx=None, dweight=None,
-                   dbias=None):
+                   dbias=None, argmax=None):
     """Gradients of :func:`_conv_forward`; ``y`` is its (activated) output,
     needed when ``activation`` is not None; ``cols`` the buffer it filled;
-    ``dx``, ``dweight`` and ``dbias`` optional output arrays."""
+    ``dx``, ``dweight`` and ``dbias`` optional output arrays. After a pooled
+    forward pass, ``dy`` is the gradient of the pooled output, ``y`` the
+    pooled output and ``argmax`` the forward pass's argmax."""
     if input_grad and dx is None:
         dx = np.empty_like(x)
     elif not input_grad:
@@ -547,7 +564,7 @@ def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
     # empty batch.
     _conv.conv2d_backward(dy, y, x, weight, cols, dx, dweight, dbias, stride[0],
                           stride[1], padding[0], padding[1],
-                          _conv.ACTIVATIONS[activation], n_threads)
+                          _conv.ACTIVATIONS[activation], n_threads, argmax)
     return dx, dweight, dbias
 
 

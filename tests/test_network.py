@@ -70,3 +70,66 @@ def test_kernels_and_windows_shrink_to_small_inputs():
     assert shapes[2] == (4, 1, 1)      # 1x2 pooling window
     conv2 = net.layers[2]
     assert conv2.weight.shape == (6, 4, 1, 1)  # shrunk to the 1x1 map
+
+
+def _layer_by_layer(net):
+    """Make ``net`` run every layer on its own, as the fused stages would
+    without fusion."""
+    net._stages = lambda: [(layer, None) for layer in net.layers]
+    return net
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "identity"])
+@pytest.mark.parametrize("case", [
+    # image, conv layers, padding, pool size
+    ((1, 12, 12), ((3, 5), (4, 3)), "valid", 2),
+    ((2, 11, 9), ((3, 3), (5, (2, 3), (1, 2))), "same", 2),   # ragged edges
+    ((3, 13, 10), ((4, 3),), "same", 3),
+    ((1, 9, 14), ((2, 2), (3, 1)), "valid", (2, 3)),          # 1x1 conv
+])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_conv_pool_is_bit_identical_to_the_layers_in_turn(
+        dtype, activation, case, n_threads):
+    # The network runs a convolution and the max pooling after it as one
+    # kernel; its scores, every gradient and the input gradient must be the
+    # ones of the two layers run one after the other, bit for bit.
+    image, convs, padding, pool_size = case
+    nets = []
+    for fused in (True, False):
+        net = _net(image, 3, convs, padding, "max", pool_size, (6,),
+                   activation, 0.0, np.random.RandomState(0), dtype)
+        net.layers[0].input_grad = True
+        net.set_threads(n_threads)
+        nets.append(net if fused else _layer_by_layer(net))
+    assert sum(pool is not None for _, pool in nets[0]._stages()) == len(convs)
+    rng = np.random.RandomState(1)
+    x = rng.standard_normal((7,) + image).astype(dtype)
+    # Ties inside pooling windows (the first maximum takes the gradient).
+    x[:, :, ::2, ::3] = 0.5
+    y = rng.randint(0, 3, 7)
+    sw = rng.uniform(0.5, 2.0, 7)
+    results = []
+    for net in nets:
+        cost = net.train_step_grads(x, y, sw, 0.01)
+        dx = net.layers[0]._buffers["dx"].copy()
+        results.append((cost, net.flat_grads.copy(), dx,
+                        net.forward(x, training=False)))
+    (c1, g1, d1, s1), (c2, g2, d2, s2) = results
+    assert c1 == c2
+    np.testing.assert_array_equal(g1, g2)
+    np.testing.assert_array_equal(d1, d2)
+    np.testing.assert_array_equal(s1, s2)
+    assert np.any(g1 != 0)
+
+
+def test_fused_conv_pool_propagates_nan_like_the_layers_in_turn():
+    # A NaN reaching a pooling window pools to NaN in the fused pass too.
+    net = _net((1, 8, 8), 2, ((2, 3),), "valid", "max", 2, (), "relu", 0.0,
+               np.random.RandomState(0), np.float32)
+    x = np.random.RandomState(1).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    x[1, 0, 3, 3] = np.nan
+    fused = net.forward(x)
+    plain = _layer_by_layer(net).forward(x)
+    np.testing.assert_array_equal(np.isnan(fused), np.isnan(plain))
+    assert np.isnan(fused[1]).all() and not np.isnan(fused[0]).any()
