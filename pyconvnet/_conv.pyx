@@ -81,8 +81,10 @@ import numpy as np
 
 from pyconvnet._blas cimport gemm
 from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
-                                 _sum, _sum_chunks, _unpool_act, pcn_col2im_d, pcn_col2im_f, pcn_im2col_d,
-                                 pcn_im2col_f)
+                                 _sum, _sum_chunks, _unpool_act, pcn_col2im_d,
+                                 pcn_col2im_f, pcn_im2col_d, pcn_im2col_f,
+                                 pcn_im2col_padded_d, pcn_im2col_padded_f,
+                                 pcn_pad_d, pcn_pad_f)
 
 # At most this many chunks of samples share the weight-gradient reduction:
 # enough for both cores to stay busy on a batch of 10 (and for dynamic
@@ -118,9 +120,14 @@ cdef struct Geometry:
     # columns of the im2col matrix. ``direct``: a 1x1 kernel at stride 1
     # without padding, whose input already is its im2col matrix.
     # ``pyconvnet.ops`` guarantees that C*H*W, F*P, K*P and every
-    # index*stride + padding fit an int.
+    # index*stride + padding fit an int. ``pad_size``: the values of the
+    # zero-padded copy of a sample that im2col goes through at stride 1
+    # (``_kernels.h``), or 0 to unfold straight from the sample. The copy is
+    # used only when it is no larger than the unfolding itself, so a huge
+    # padding never asks for more scratch than the layer already needs.
     int N, C, H, W, F, KH, KW, sh, sw, ph, pw, OH, OW, K, P
     bint direct
+    Py_ssize_t pad_size
 
 
 cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
@@ -143,14 +150,30 @@ cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
     g.K = g.C * g.KH * g.KW
     g.P = OH * OW
     g.direct = g.KH == 1 and g.KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    g.pad_size = 0
+    if sh == 1 and sw == 1 and not g.direct:
+        g.pad_size = (<Py_ssize_t> g.C * (g.H + 2 * <Py_ssize_t> ph)
+                      * (g.W + 2 * <Py_ssize_t> pw) + 8)
+        if g.pad_size > <Py_ssize_t> g.K * g.P:
+            g.pad_size = 0
     return g
 
 
-cdef inline void _im2col(const floating* x, floating* cols,
+cdef inline void _im2col(const floating* x, floating* cols, floating* pad,
                          const Geometry* g) noexcept nogil:
-    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW): the C loop
-    of ``_kernels.h``."""
-    if floating is float:
+    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW): the C loops
+    of ``_kernels.h``, through the padded copy ``pad`` (``g.pad_size``
+    values) when the geometry has one."""
+    if g.pad_size:
+        if floating is float:
+            pcn_pad_f(x, pad, g.C, g.H, g.W, g.ph, g.pw)
+            pcn_im2col_padded_f(pad, cols, g.C, g.H, g.W, g.KH, g.KW, g.ph,
+                                g.pw, g.OH, g.OW)
+        else:
+            pcn_pad_d(x, pad, g.C, g.H, g.W, g.ph, g.pw)
+            pcn_im2col_padded_d(pad, cols, g.C, g.H, g.W, g.KH, g.KW, g.ph,
+                                g.pw, g.OH, g.OW)
+    elif floating is float:
         pcn_im2col_f(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
                      g.pw, g.OH, g.OW)
     else:
@@ -225,6 +248,7 @@ def conv2d_forward(
         int OH = g.OH, OW = g.OW
         int POH = out.shape[2], POW = out.shape[3]
         Py_ssize_t off_y = 0 if direct or cache else K * P
+        Py_ssize_t off_pad = off_y + (F * P if pool else 0)
         floating[:, ::1] scratch
         floating* base
         floating* cols
@@ -233,8 +257,9 @@ def conv2d_forward(
         Py_ssize_t n, f
         int n_used
     dtype = np.float32 if floating is float else np.float64
-    # One thread's scratch: [im2col of x | output when pooling].
-    scratch_arr, n_used = _scratch(n_threads, N, off_y + (F * P if pool else 0),
+    # One thread's scratch: [im2col of x | output when pooling | padded x].
+    scratch_arr, n_used = _scratch(n_threads, N,
+                                   off_pad + (0 if direct else g.pad_size),
                                    dtype)
     scratch = scratch_arr
     with nogil, parallel(num_threads=n_used):
@@ -244,7 +269,7 @@ def conv2d_forward(
             yn = base + off_y if pool else &out[n, 0, 0, 0]
             if not direct:
                 cols = &cols_cache[n, 0] if cache else base
-                _im2col(xn, cols, &g)
+                _im2col(xn, cols, base + off_pad, &g)
                 xn = cols
             gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
                  <floating> 0, yn, P)
@@ -305,7 +330,7 @@ def conv2d_backward(
         bint col_dx = want_dx and not direct
         bint act = activation != ACT_IDENTITY
         Py_ssize_t PQ = dy.shape[2] * dy.shape[3]
-        Py_ssize_t off_cols, off_dcols, off_dz, size
+        Py_ssize_t off_cols, off_dcols, off_dz, off_pad, size
         floating[:, ::1] scratch
         floating* base
         floating* dcols
@@ -332,7 +357,8 @@ def conv2d_backward(
     off_cols = 0
     off_dcols = off_cols + (K * P if unfold else 0)
     off_dz = off_dcols + (K * P if col_dx else 0)
-    size = off_dz + (F * P if act or pool else 0)
+    off_pad = off_dz + (F * P if act or pool else 0)
+    size = off_pad + (g.pad_size if unfold else 0)
     scratch_arr, n_used = _scratch(n_threads, n_chunks, size, dtype)
     scratch = scratch_arr
 
@@ -361,7 +387,7 @@ def conv2d_backward(
                 if cache:
                     xn = &cols_cache[n, 0]
                 elif unfold:
-                    _im2col(xn, base + off_cols, &g)
+                    _im2col(xn, base + off_cols, base + off_pad, &g)
                     xn = base + off_cols
                 first = n == ci * chunk
                 gemm(False, True, F, K, P, <floating> 1, dyn, P, xn, P,

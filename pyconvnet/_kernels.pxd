@@ -33,6 +33,16 @@ cdef extern from "_kernels.h":
     void pcn_im2col_d(const double* x, double* cols, int C, int H, int W,
                       int KH, int KW, int sh, int sw, int ph, int pw, int OH,
                       int OW) noexcept nogil
+    void pcn_pad_f(const float* x, float* xp, int C, int H, int W, int ph,
+                   int pw) noexcept nogil
+    void pcn_pad_d(const double* x, double* xp, int C, int H, int W, int ph,
+                   int pw) noexcept nogil
+    void pcn_im2col_padded_f(const float* xp, float* cols, int C, int H, int W,
+                             int KH, int KW, int ph, int pw, int OH,
+                             int OW) noexcept nogil
+    void pcn_im2col_padded_d(const double* xp, double* cols, int C, int H,
+                             int W, int KH, int KW, int ph, int pw, int OH,
+                             int OW) noexcept nogil
     void pcn_col2im_f(const float* cols, float* dx, int C, int H, int W, int KH,
                       int KW, int sh, int sw, int ph, int pw, int OH,
                       int OW) noexcept nogil

@@ -23,6 +23,11 @@ CONV_CASES = [
     ((3, 1, 28, 28), (20, 1, 5, 5), 1, 0),         # Nielsen's first layer
     ((2, 4, 12, 12), (6, 4, 5, 5), 1, 0),          # Nielsen's second layer, small
     ((19, 3, 8, 8), (2, 3, 3, 3), (1, 2), (0, 1)), # batch > chunk count
+    # Stride 1 unfolds through a padded copy in blocks of 8 values:
+    ((2, 3, 7, 9), (4, 3, 3, 3), 1, 1),            # "same", rows of 9
+    ((3, 2, 14, 14), (5, 2, 5, 5), 1, 2),          # "same" 5x5, rows of 14
+    ((2, 2, 4, 5), (3, 2, 3, 2), 1, (1, 0)),       # rows of 4 (< one block)
+    ((2, 1, 30, 30), (3, 1, 3, 3), 1, 1),          # rows of 30 (4 blocks)
 ]
 
 
@@ -361,3 +366,30 @@ def test_dense_matmul_falls_back_on_layouts_blas_cannot_take():
     w = np.ones((3, 2))
     out = np.empty((4, 2))
     np.testing.assert_array_equal(ops._matmul(x, w, out, 2), x @ w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, padding", [
+    ((1, 2, 4, 5), (3, 2, 3, 2), (1, 0)),   # rows of 4: blocks would spill
+    ((1, 1, 9, 9), (2, 1, 3, 3), (1, 1)),   # rows of 9
+    ((1, 3, 6, 6), (2, 3, 5, 5), (2, 2)),   # rows of 6
+])
+def test_conv_unfolding_stays_inside_its_sample(xs, ws, padding, dtype):
+    # Each sample's im2col lands in its own row of the cache, which the
+    # backward pass reads; the unfolding moves rows in blocks of 8 values and
+    # must not write past its sample's row (another thread may be filling the
+    # next one). The cache row of a one-sample batch is followed here by a
+    # sentinel row that has to stay as it was.
+    x, w = _data(xs, dtype, 0), _data(ws, dtype, 1)
+    cols_shape = ops._cols_shape(xs, ws, (1, 1), padding)
+    cache = np.full((2 * cols_shape[1] + 16,), 7.0, dtype)
+    cols = cache[:cols_shape[1]].reshape(cols_shape)
+    out = ops._conv_forward(x, w, None, (1, 1), padding, 2, cols=cols)
+    np.testing.assert_array_equal(cache[cols_shape[1]:], 7.0)
+    np.testing.assert_allclose(out, ref.conv2d(x, w, None, 1, padding),
+                               **TOL[dtype])
+    dx, dw, _ = ops._conv_backward(out, x, w, (1, 1), padding, True, 1,
+                                   cols=cols)
+    rdx, rdw, _ = ref.conv2d_grad(out, x, w, 1, padding)
+    np.testing.assert_allclose(dx, rdx, **TOL[dtype])
+    np.testing.assert_allclose(dw, rdw, **TOL[dtype])
