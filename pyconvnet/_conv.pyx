@@ -82,7 +82,8 @@ import numpy as np
 from pyconvnet._blas cimport gemm
 from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
                                  _sum, _sum_chunks, _unpool_act, pcn_col2im_d,
-                                 pcn_col2im_f, pcn_im2col_d, pcn_im2col_f,
+                                 pcn_col2im_f, pcn_col2im_padded_d,
+                                 pcn_col2im_padded_f, pcn_im2col_d, pcn_im2col_f,
                                  pcn_im2col_padded_d, pcn_im2col_padded_f,
                                  pcn_pad_d, pcn_pad_f)
 
@@ -181,10 +182,20 @@ cdef inline void _im2col(const floating* x, floating* cols, floating* pad,
                      g.pw, g.OH, g.OW)
 
 
-cdef inline void _col2im(const floating* cols, floating* dx,
+cdef inline void _col2im(const floating* cols, floating* dx, floating* pad,
                          const Geometry* g) noexcept nogil:
-    """Fold cols (C*KH*KW, OH*OW) back onto the zeroed dx (C, H, W), adding
-    overlaps: the C loop of ``_kernels.h``."""
+    """Fold cols (C*KH*KW, OH*OW) back onto dx (C, H, W), adding overlaps:
+    the C loops of ``_kernels.h``, through the padded accumulator ``pad``
+    when the geometry has one."""
+    if g.pad_size:
+        if floating is float:
+            pcn_col2im_padded_f(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
+                                g.ph, g.pw, g.OH, g.OW)
+        else:
+            pcn_col2im_padded_d(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
+                                g.ph, g.pw, g.OH, g.OW)
+        return
+    memset(dx, 0, <size_t> (g.C * g.H * g.W) * sizeof(floating))
     if floating is float:
         pcn_col2im_f(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
                      g.pw, g.OH, g.OW)
@@ -358,7 +369,7 @@ def conv2d_backward(
     off_dcols = off_cols + (K * P if unfold else 0)
     off_dz = off_dcols + (K * P if col_dx else 0)
     off_pad = off_dz + (F * P if act or pool else 0)
-    size = off_pad + (g.pad_size if unfold else 0)
+    size = off_pad + (g.pad_size if unfold or col_dx else 0)
     scratch_arr, n_used = _scratch(n_threads, n_chunks, size, dtype)
     scratch = scratch_arr
 
@@ -402,9 +413,7 @@ def conv2d_backward(
                     else:
                         gemm(True, False, K, P, F, <floating> 1, w, K, dyn, P,
                              <floating> 0, dcols, P)
-                        memset(&dx[n, 0, 0, 0], 0,
-                               <size_t> (C * H * W) * sizeof(floating))
-                        _col2im(dcols, &dx[n, 0, 0, 0], &g)
+                        _col2im(dcols, &dx[n, 0, 0, 0], base + off_pad, &g)
 
     # Fixed-order reduction of the chunks: each weight's sum is taken over
     # the chunks in chunk order whatever the number of threads (threads split

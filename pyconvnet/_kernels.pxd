@@ -43,6 +43,12 @@ cdef extern from "_kernels.h":
     void pcn_im2col_padded_d(const double* xp, double* cols, int C, int H,
                              int W, int KH, int KW, int ph, int pw, int OH,
                              int OW) noexcept nogil
+    void pcn_col2im_padded_f(const float* cols, float* dxp, float* dx, int C,
+                             int H, int W, int KH, int KW, int ph, int pw,
+                             int OH, int OW) noexcept nogil
+    void pcn_col2im_padded_d(const double* cols, double* dxp, double* dx,
+                             int C, int H, int W, int KH, int KW, int ph,
+                             int pw, int OH, int OW) noexcept nogil
     void pcn_col2im_f(const float* cols, float* dx, int C, int H, int W, int KH,
                       int KW, int sh, int sw, int ph, int pw, int OH,
                       int OW) noexcept nogil
