@@ -722,7 +722,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                         params[...] = snapshot
                         raise _diverged(f"the training loss became {loss}",
                                         self.n_iter_ + 1)
-                    optimizer.update(params, network.flat_grads)
+                    optimizer.update(params, network.flat_grads,
+                                     network.n_threads)
                     optimizer.epochs_done += len(idx) / n_samples
                     governor.stop(len(idx))
                     epoch_loss += loss * float(sw.sum())

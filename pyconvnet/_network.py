@@ -170,6 +170,7 @@ class Network:
         self.dtype = initial[0].dtype
         self.flat_params = np.concatenate([p.ravel() for p in initial])
         self.flat_grads = np.zeros_like(self.flat_params)
+        self.n_threads = 1
         self._bind()
 
     def _bind(self):
@@ -199,6 +200,7 @@ class Network:
 
     def __setstate__(self, state):
         state.setdefault("out_activation", "softmax")
+        state.setdefault("n_threads", 1)
         self.__dict__.update(state)
         self.flat_grads = np.zeros_like(self.flat_params)
         self._bind()
@@ -213,6 +215,9 @@ class Network:
         return self._grad_list
 
     def set_threads(self, n_threads):
+        """The threads of every layer's kernels (and of the optimizer step,
+        which reads ``n_threads``)."""
+        self.n_threads = n_threads
         for layer in self.layers:
             layer.n_threads = n_threads
 

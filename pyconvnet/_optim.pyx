@@ -14,12 +14,25 @@ step at batch 10.
 The loops are C over ``restrict`` pointers so the compiler vectorises them
 (``sqrt`` included: the build passes -fno-math-errno). Each element's update
 depends on that element alone, so the result does not depend on how the loop
-is split; it runs on one thread.
+is split: it is split into fixed blocks handed to ``n_threads`` threads
+(dynamically, so that a thread a busy machine deschedules does not hold the
+step up), and the result is the same for any number of threads. A step
+touches every parameter of the network three or four times and is bound by
+memory: on a 2-core machine the 850k parameters of a wider network took
+0.8 ms per step on one thread, a tenth of a training step at batch 10.
+Below two blocks the step runs on the calling thread.
 
 Nothing here validates: ``pyconvnet._optimizers`` passes arrays of one dtype
 and one size.
 """
 from cython cimport floating
+from cython.parallel cimport prange
+
+# Values per block of a parallel step: large enough that handing out a block
+# costs nothing next to its memory traffic, small enough that both cores get
+# work on a network of 100k parameters.
+cdef enum:
+    BLOCK = 32768
 
 cdef extern from *:
     """
@@ -85,22 +98,32 @@ cdef extern from *:
                     double eps) noexcept nogil
 
 
+cdef inline int _threads(int n_threads, Py_ssize_t n_blocks) noexcept nogil:
+    """No more threads than blocks; one when there is a single block."""
+    return <int> max(1, min(<Py_ssize_t> n_threads, n_blocks))
+
+
 def sgd_step(
     floating[::1] params,          # IN and OUT (n,)
     const floating[::1] grads,     # IN  (n,)
     floating[::1] velocity,        # IN and OUT (n,)
     double learning_rate, double momentum, bint nesterov,
+    int n_threads=1,
 ):
     """One SGD step with (Nesterov) momentum, in place."""
-    cdef Py_ssize_t n = params.shape[0]
+    cdef Py_ssize_t n = params.shape[0], blk, k, len_
+    cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK
     if n == 0:
         return
-    with nogil:
+    for blk in prange(n_blocks, nogil=True, schedule='dynamic',
+                      num_threads=_threads(n_threads, n_blocks)):
+        k = blk * BLOCK
+        len_ = min(<Py_ssize_t> BLOCK, n - k)
         if floating is float:
-            pcn_sgd_f(&params[0], &grads[0], &velocity[0], n,
+            pcn_sgd_f(&params[k], &grads[k], &velocity[k], len_,
                       <float> learning_rate, <float> momentum, nesterov)
         else:
-            pcn_sgd_d(&params[0], &grads[0], &velocity[0], n,
+            pcn_sgd_d(&params[k], &grads[k], &velocity[k], len_,
                       learning_rate, momentum, nesterov)
 
 
@@ -110,16 +133,21 @@ def adam_step(
     floating[::1] m,               # IN and OUT (n,): first moment
     floating[::1] v,               # IN and OUT (n,): second moment
     double learning_rate, double beta_1, double beta_2, double epsilon,
+    int n_threads=1,
 ):
     """One Adam step in place; ``learning_rate`` is already bias-corrected."""
-    cdef Py_ssize_t n = params.shape[0]
+    cdef Py_ssize_t n = params.shape[0], blk, k, len_
+    cdef Py_ssize_t n_blocks = (n + BLOCK - 1) // BLOCK
     if n == 0:
         return
-    with nogil:
+    for blk in prange(n_blocks, nogil=True, schedule='dynamic',
+                      num_threads=_threads(n_threads, n_blocks)):
+        k = blk * BLOCK
+        len_ = min(<Py_ssize_t> BLOCK, n - k)
         if floating is float:
-            pcn_adam_f(&params[0], &grads[0], &m[0], &v[0], n,
+            pcn_adam_f(&params[k], &grads[k], &m[k], &v[k], len_,
                        <float> learning_rate, <float> beta_1, <float> beta_2,
                        <float> epsilon)
         else:
-            pcn_adam_d(&params[0], &grads[0], &m[0], &v[0], n, learning_rate,
-                       beta_1, beta_2, epsilon)
+            pcn_adam_d(&params[k], &grads[k], &m[k], &v[k], len_,
+                       learning_rate, beta_1, beta_2, epsilon)

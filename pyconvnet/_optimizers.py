@@ -76,11 +76,11 @@ class SGD(_Optimizer):
         self.power_t = power_t
         self.velocity = np.zeros_like(params)
 
-    def update(self, params, grads):
-        """One step on the flat arrays, in place:
+    def update(self, params, grads, n_threads=1):
+        """One step on the flat arrays, in place, over ``n_threads`` threads:
         v = mu * v - lr * g;  p += v  (Nesterov: p += mu * v - lr * g)."""
         _optim.sgd_step(params, grads, self.velocity, self.learning_rate,
-                        self.momentum, self.nesterov)
+                        self.momentum, self.nesterov, n_threads)
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -119,12 +119,12 @@ class Adam(_Optimizer):
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)
 
-    def update(self, params, grads):
-        """One step on the flat arrays, in place."""
+    def update(self, params, grads, n_threads=1):
+        """One step on the flat arrays, in place, over ``n_threads`` threads."""
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
         lr = (self.base_rate * np.sqrt(1 - b2 ** self.t)
               / (1 - b1 ** self.t))
         _optim.adam_step(params, grads, self.m, self.v, lr, b1, b2,
-                         self.epsilon)
+                         self.epsilon, n_threads)
         self.learning_rate = lr
