@@ -104,14 +104,22 @@ class ThreadGovernor:
         """Call after the step with the number of images it trained on."""
         if len(self._candidates) == 1:
             return
-        elapsed = (self._clock() - self._t0) / max(n_images, 1)
+        elapsed = self._clock() - self._t0
         if self._plan:
             count = self._plan.pop(0)
             if count is not None:
-                self._times[count].append(elapsed)
+                self._times[count].append((elapsed, n_images))
             if not self._plan:
-                medians = {c: sorted(t)[len(t) // 2] for c, t in self._times.items()}
-                winner = min(medians, key=medians.get)
+                # Time per image over all of a count's probe steps, not the
+                # median step: on a busy machine most steps at n threads run
+                # at quiet speed and a few wait many milliseconds at a barrier
+                # for a descheduled thread. Those few are the cost of the
+                # extra thread; a median hid them and kept 2 threads at a
+                # third of the speed of one (nielsen, batch 10, beside one
+                # busy process).
+                rates = {c: sum(e for e, _ in t) / max(sum(n for _, n in t), 1)
+                         for c, t in self._times.items()}
+                winner = min(rates, key=rates.get)
                 self._hold = (min(2 * self._hold, self.MAX_HOLD)
                               if winner == self._winner else self.MIN_HOLD)
                 self._winner = winner
