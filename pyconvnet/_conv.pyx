@@ -31,9 +31,14 @@ on Nielsen's second layer the unfolding was 15% of the backward time.
 
 Backward, per sample:
 
-    dW  += dy[n] (F, P) @ cols[n]^T (P, K)
-    db  += sum over P of dy[n]
+    dW^T += cols[n] (K, P) @ dy[n]^T (P, F)
+    db   += sum over P of dy[n]
     dx[n] = col2im(W^T (K, F) @ dy[n] (F, P))
+
+The weight gradient is accumulated transposed, (K, F), and transposed once
+per batch after the reduction: OpenBLAS ran cols @ dy^T 20-25% faster than
+the same product as dy @ cols^T on every layer of the benchmark networks
+(e.g. 178 vs 220 us for 64 filters of 32x5x5 on 14x14, one core).
 
 Parallelism: ``prange`` over samples for the forward pass and the input
 gradient, whose writes are disjoint. The weight and bias gradients are sums
@@ -81,7 +86,7 @@ import numpy as np
 
 from pyconvnet._blas cimport gemm
 from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
-                                 _sum, _sum_chunks, _unpool_act, pcn_col2im_d,
+                                 _sum, _sum_chunks, _transpose, _unpool_act, pcn_col2im_d,
                                  pcn_col2im_f, pcn_col2im_padded_d,
                                  pcn_col2im_padded_f, pcn_im2col_d, pcn_im2col_f,
                                  pcn_im2col_padded_d, pcn_im2col_padded_f,
@@ -362,7 +367,8 @@ def conv2d_backward(
     dtype = np.float32 if floating is float else np.float64
     # Per-chunk partial sums; the bias sums in double, since they add up
     # N*OH*OW terms of one sign pattern and float32 would lose digits.
-    cdef floating[:, ::1] dw_chunks = np.empty((n_chunks, F * K), dtype=dtype)
+    # Each chunk's weight gradient, transposed: (K, F).
+    cdef floating[:, ::1] dw_chunks = np.empty((n_chunks, K * F), dtype=dtype)
     cdef double[:, ::1] db_chunks = np.zeros((n_chunks, F), dtype=np.float64)
     # One thread's scratch: [im2col of x | dcols | activation gradient].
     off_cols = 0
@@ -401,8 +407,8 @@ def conv2d_backward(
                     _im2col(xn, base + off_cols, base + off_pad, &g)
                     xn = base + off_cols
                 first = n == ci * chunk
-                gemm(False, True, F, K, P, <floating> 1, dyn, P, xn, P,
-                     <floating> (0 if first else 1), dwc, K)
+                gemm(False, True, K, F, P, <floating> 1, xn, P, dyn, P,
+                     <floating> (0 if first else 1), dwc, F)
                 for f in range(F):
                     dbc[f] += _sum(dyn + f * P, P)
                 if want_dx:
@@ -421,14 +427,18 @@ def conv2d_backward(
     # pass at batch 10 took about 5% less time. As a second loop inside the
     # first parallel block (one region fewer) it measured 2-5% slower at
     # batch 10 than this separate region, in both orders of an A/B run.
-    cdef floating* dw = &dweight[0, 0, 0, 0]
+    dwt_arr = np.empty((K, F), dtype=dtype)
+    cdef floating[:, ::1] dwt_view = dwt_arr
+    cdef floating* dwt = &dwt_view[0, 0]
     cdef Py_ssize_t n_w = F * K, blk
     cdef Py_ssize_t n_blocks = (n_w + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     with nogil, parallel(num_threads=max(1, min(n_used, n_blocks))):
         for blk in prange(n_blocks, schedule='static'):
             k = blk * REDUCE_BLOCK
-            _sum_chunks(dw + k, &dw_chunks[0, k], n_chunks, n_w,
+            _sum_chunks(dwt + k, &dw_chunks[0, k], n_chunks, n_w,
                         min(<Py_ssize_t> REDUCE_BLOCK, n_w - k))
+    with nogil:
+        _transpose(&dweight[0, 0, 0, 0], dwt, K, F)
     for f in range(F):
         acc = 0
         for ci in range(n_chunks):

@@ -160,6 +160,17 @@ static PCN_INLINE void NAME(T* PCN_RESTRICT dst, const T* PCN_RESTRICT src,  \
 PCN_SUM_CHUNKS(pcn_sum_chunks_f, float)
 PCN_SUM_CHUNKS(pcn_sum_chunks_d, double)
 
+/* dst (cols, rows) = the transpose of src (rows, cols). */
+#define PCN_TRANSPOSE(NAME, T)                                               \
+static PCN_INLINE void NAME(T* PCN_RESTRICT dst, const T* PCN_RESTRICT src,  \
+                            ptrdiff_t rows, ptrdiff_t cols) {                \
+    ptrdiff_t r, c;                                                          \
+    for (r = 0; r < rows; r++)                                               \
+        for (c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];    \
+}
+PCN_TRANSPOSE(pcn_transpose_f, float)
+PCN_TRANSPOSE(pcn_transpose_d, double)
+
 /* The output columns ow whose input column ow*sw - pw + j lies in [0, W):
    [*lo, *hi). In 64 bits: with a stride or padding near the int limit the
    intermediate sums would overflow an int. */

@@ -65,6 +65,10 @@ cdef extern from "_kernels.h":
                           const int* a, ptrdiff_t n, int act) noexcept nogil
     void pcn_unpool_act_d(double* dz, const double* g, const double* y,
                           const int* a, ptrdiff_t n, int act) noexcept nogil
+    void pcn_transpose_f(float* dst, const float* src, ptrdiff_t rows,
+                         ptrdiff_t cols) noexcept nogil
+    void pcn_transpose_d(double* dst, const double* src, ptrdiff_t rows,
+                         ptrdiff_t cols) noexcept nogil
     void pcn_sum_chunks_f(float* dst, const float* src, ptrdiff_t n_chunks,
                           ptrdiff_t ld, ptrdiff_t n) noexcept nogil
     void pcn_sum_chunks_d(double* dst, const double* src, ptrdiff_t n_chunks,
@@ -150,3 +154,11 @@ cdef inline void _unpool_act(floating* dz, const floating* g, const floating* y,
         pcn_unpool_act_f(dz, g, y, a, n, act)
     else:
         pcn_unpool_act_d(dz, g, y, a, n, act)
+
+
+cdef inline void _transpose(floating* dst, const floating* src, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil:
+    if floating is float:
+        pcn_transpose_f(dst, src, rows, cols)
+    else:
+        pcn_transpose_d(dst, src, rows, cols)
