@@ -25,6 +25,15 @@ at 512 KB removed the loss and most of the gain. OpenBLAS already runs the
 thin per-sample products at 90-107 GFLOP/s on one core; what costs is moving
 data (the unfolding and its round trip through memory), not packing.
 
+Channels-last (NHWC) was measured too: its unfolding copies runs of KW*C
+values instead of rows of OW, and ran 1.5-2.2x faster than the padded
+unfolding here on the benchmark networks' second layers (e.g. 28 vs 53 us
+for 32 channels of 14x14 under 5x5 kernels), but the product in that
+orientation, (P, K) @ (K, F), ran 3-30% slower in OpenBLAS (191 vs 180 us,
+37 vs 28 us on Nielsen's second layer). Net, a forward pass would gain 0-7%,
+for a layout change that every other layer, saved models and the ONNX export
+would have to follow; not done.
+
 A direct convolution for one-channel layers (no unfolding: each output row
 accumulates KH*KW shifted input rows, four filters at a time held in
 registers) was written in C and timed against this path on Nielsen's first
