@@ -13,8 +13,11 @@ the same process, one after the other for every setting:
 - ``rgb32``: 3x32x32 images, same padding: conv 32@3x3 -> pool -> conv
   64@3x3 -> pool -> dense 256.
 
-Reports images/s for one training epoch (median over repeats) and for
-predict_proba in batches of 1,000 (PyTorch: ``torch.no_grad``), their ratio,
+The two libraries are timed in alternation, epoch by epoch (the order
+reversed every other repeat), so that the shared machine's drift hits both
+alike. Reports images/s for one training epoch (median over repeats) and for
+predict_proba in batches of 1,000 (PyTorch: ``torch.no_grad``), their ratio
+(the median over repeats of the two libraries' ratio in that repeat),
 and the share of the machine's sgemm peak the whole training step reaches:
 the step's multiply-adds (every convolution and dense layer, forward and
 backward, the first layer without an input gradient) x 2 / time, against the
@@ -121,21 +124,19 @@ def pyconvnet_model(arch, batch_size, n_threads):
     )
 
 
-def bench_pyconvnet(arch, X, y, batch_size, n_threads, repeats, predict=True):
+def pyconvnet_runner(arch, X, y, batch_size, n_threads):
+    """(train one epoch, predict_proba in batches of 1,000), after a warm-up."""
     model = pyconvnet_model(arch, batch_size, n_threads)
     model.partial_fit(X[:batch_size * 4], y[:batch_size * 4], classes=np.unique(y))
-    train = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def train():
         model.partial_fit(X, y)          # one epoch
-        train.append(len(X) / (time.perf_counter() - start))
-    pred = []
-    for _ in range(repeats if predict else 0):
-        start = time.perf_counter()
+
+    def predict():
         for lo in range(0, len(X), 1000):
             model.predict_proba(X[lo:lo + 1000])
-        pred.append(len(X) / (time.perf_counter() - start))
-    return statistics.median(train), statistics.median(pred) if pred else None
+
+    return train, predict
 
 
 def torch_model(arch):
@@ -161,7 +162,9 @@ def torch_model(arch):
     return net
 
 
-def bench_torch(arch, X, y, batch_size, n_threads, repeats, predict=True):
+def torch_runner(arch, X, y, batch_size, n_threads):
+    """(train one epoch, softmax of the forward pass in batches of 1,000
+    under ``torch.no_grad``), after a warm-up."""
     import torch
     from torch import nn
 
@@ -176,6 +179,7 @@ def bench_torch(arch, X, y, batch_size, n_threads, repeats, predict=True):
     n = len(X)
 
     def epoch(count):
+        net.train()
         perm = torch.randperm(count)
         for lo in range(0, count, batch_size):
             idx = perm[lo:lo + batch_size]
@@ -184,22 +188,46 @@ def bench_torch(arch, X, y, batch_size, n_threads, repeats, predict=True):
             loss.backward()
             optimizer.step()
 
-    net.train()
-    epoch(batch_size * 4)
-    train = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        epoch(n)
-        train.append(n / (time.perf_counter() - start))
-    net.eval()
-    pred = []
-    with torch.no_grad():
-        for _ in range(repeats if predict else 0):
-            start = time.perf_counter()
+    def predict():
+        net.eval()
+        with torch.no_grad():
             for lo in range(0, n, 1000):
                 torch.softmax(net(Xt[lo:lo + 1000]), dim=1).numpy()
-            pred.append(n / (time.perf_counter() - start))
-    return statistics.median(train), statistics.median(pred) if pred else None
+
+    def train():
+        torch.set_num_threads(n_threads)   # a global: other runners set theirs
+        epoch(n)
+
+    def timed_predict():
+        torch.set_num_threads(n_threads)
+        predict()
+
+    epoch(batch_size * 4)
+    return train, timed_predict
+
+
+def measure(runners, n_images, repeats, predict=True):
+    """Images/s of each runner, training and (with ``predict``) prediction,
+    timed in alternation: every repeat times each runner once, in turn, the
+    order reversed every other repeat, so that a drift of the shared
+    machine's speed hits all of them alike. Returns, per runner name, the
+    lists of images/s of the repeats."""
+    rates = {name: {"train": [], "predict": []} for name in runners}
+    kinds = ("train", "predict") if predict else ("train",)
+    for kind, slot in zip(kinds, (0, 1)):
+        for r in range(repeats):
+            names = list(runners) if r % 2 == 0 else list(runners)[::-1]
+            for name in names:
+                start = time.perf_counter()
+                runners[name][slot]()
+                rates[name][kind].append(n_images / (time.perf_counter() - start))
+    return rates
+
+
+def paired_ratio(a, b):
+    """Median over repeats of a[i] / b[i]: the ratio of two runners timed
+    side by side, robust to the machine's drift between repeats."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def _busy(stop):
@@ -313,33 +341,57 @@ def main(argv=None):
         X, y, source = load_images(n, shape)
         flops = step_flops(arch)
         for batch_size in args.batch_sizes:
+            # Every thread count of both libraries in one alternation, so
+            # that the 1 -> 2 thread gain is a side-by-side ratio too.
+            def make_runners():
+                runners = {}
+                for n_threads in args.threads:
+                    runners["ours", n_threads] = pyconvnet_runner(
+                        arch, X, y, batch_size, n_threads)
+                    if torch_version:
+                        runners["torch", n_threads] = torch_runner(
+                            arch, X, y, batch_size, n_threads)
+                return runners
+
+            rates = measure(make_runners(), len(X), args.repeats)
+            busy = None
+            if args.contention:
+                # Fresh models, started under the load: how fast training
+                # runs on a busy machine, not how soon it notices a new load.
+                with Contention():
+                    busy = measure(make_runners(), len(X), args.repeats,
+                                   predict=False)
+            med = statistics.median
             for n_threads in args.threads:
                 row = {"arch": arch, "data": source, "n_train": n,
                        "batch_size": batch_size, "threads": n_threads,
                        "step_mflop_per_image": flops / 1e6,
                        "sgemm_gflops": peaks[n_threads]}
-                ours = bench_pyconvnet(arch, X, y, batch_size, n_threads,
-                                       args.repeats)
-                row.update(train_img_s=ours[0], predict_img_s=ours[1],
-                           peak_fraction=ours[0] * flops / 1e9 / peaks[n_threads])
+                ours = rates["ours", n_threads]
+                row.update(train_img_s=med(ours["train"]),
+                           predict_img_s=med(ours["predict"]),
+                           peak_fraction=med(ours["train"]) * flops / 1e9
+                           / peaks[n_threads])
+                if n_threads != args.threads[0]:
+                    row["thread_gain"] = paired_ratio(
+                        ours["train"], rates["ours", args.threads[0]]["train"])
                 if torch_version:
-                    theirs = bench_torch(arch, X, y, batch_size, n_threads,
-                                         args.repeats)
-                    row.update(torch_train_img_s=theirs[0],
-                               torch_predict_img_s=theirs[1],
-                               train_ratio=ours[0] / theirs[0],
-                               predict_ratio=ours[1] / theirs[1])
-                if args.contention:
-                    with Contention():
-                        busy = bench_pyconvnet(arch, X, y, batch_size, n_threads,
-                                               args.repeats, predict=False)
-                        row["busy_train_img_s"] = busy[0]
-                        if torch_version:
-                            row["torch_busy_train_img_s"] = bench_torch(
-                                arch, X, y, batch_size, n_threads, args.repeats,
-                                predict=False)[0]
+                    theirs = rates["torch", n_threads]
+                    row.update(torch_train_img_s=med(theirs["train"]),
+                               torch_predict_img_s=med(theirs["predict"]),
+                               train_ratio=paired_ratio(ours["train"],
+                                                        theirs["train"]),
+                               predict_ratio=paired_ratio(ours["predict"],
+                                                          theirs["predict"]))
+                if busy is not None:
+                    mine = busy["ours", n_threads]["train"]
+                    row["busy_train_img_s"] = med(mine)
+                    if torch_version:
+                        other = busy["torch", n_threads]["train"]
+                        row["torch_busy_train_img_s"] = med(other)
+                        row["busy_ratio"] = paired_ratio(mine, other)
                 results.append(row)
-                print(".", end="", flush=True, file=sys.stderr)
+            print(".", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
     memory = (measure_peak_memory(args.memory_images)
               if args.memory_images and not args.contention else None)
@@ -367,7 +419,7 @@ def main(argv=None):
                 row += [_fmt(r["torch_train_img_s"]),
                         _fmt(r["torch_busy_train_img_s"]),
                         f"{r['torch_busy_train_img_s'] / r['torch_train_img_s']:.2f}",
-                        f"{r['busy_train_img_s'] / r['torch_busy_train_img_s']:.2f}x"]
+                        f"{r['busy_ratio']:.2f}x"]
             rows.append(row)
         print("Training images/s, quiet and beside one busy process:\n")
         print(markdown_table(headers, rows))
@@ -388,12 +440,11 @@ def main(argv=None):
                 row += [_fmt(r["torch_predict_img_s"]), f"{r['predict_ratio']:.2f}x"]
             rows.append(row)
         print(markdown_table(headers, rows))
-    by = {(r["arch"], r["batch_size"], r["threads"]): r for r in results}
     print()
-    for (arch, bs, t), r in by.items():
-        if t == 2 and (arch, bs, 1) in by:
-            print(f"{arch}, batch {bs}: 1 -> 2 threads, training "
-                  f"{r['train_img_s'] / by[(arch, bs, 1)]['train_img_s']:.2f}x")
+    for r in results:
+        if "thread_gain" in r:
+            print(f"{r['arch']}, batch {r['batch_size']}: {args.threads[0]} -> "
+                  f"{r['threads']} threads, training {r['thread_gain']:.2f}x")
     if memory:
         print(f"\nfit on {args.memory_images:,} images of 28x28 (nielsen, 1 epoch, "
               f"batch 64): data {memory['data_mb']:.0f} MB; process RSS before fit "
