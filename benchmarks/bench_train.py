@@ -21,8 +21,8 @@ predict_proba in batches of 1,000 (PyTorch: ``torch.no_grad``), their ratio
 and the share of the machine's sgemm peak the whole training step reaches:
 the step's multiply-adds (every convolution and dense layer, forward and
 backward, the first layer without an input gradient) x 2 / time, against the
-sgemm GFLOP/s of a 2048x2048 product measured in the same run at the same
-thread count.
+sgemm GFLOP/s of a 2048x2048 product at the same thread count, timed in the
+same alternation as the epochs (median of the per-repeat ratios).
 
 ``--contention`` starts one single-threaded busy process (a pure-Python loop)
 beside the measurement and reports each library's training throughput under
@@ -96,21 +96,31 @@ def step_flops(arch):
     return 2 * (macs_fwd + macs_bwd)
 
 
-def sgemm_gflops(n_threads, size=2048, repeats=5):
-    """The machine's sgemm GFLOP/s at n_threads (median of repeats)."""
+SGEMM_SIZE = 2048
+
+
+def sgemm_runner(n_threads, size=SGEMM_SIZE):
+    """(one size x size float32 product at n_threads, None): timed among the
+    training runners, so that the peak a step is compared with is the
+    machine's speed at that moment."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
     a = rng.random((size, size), dtype=np.float32)
     b = rng.random((size, size), dtype=np.float32)
-    times = []
-    with threadpool_limits(n_threads, user_api="blas"):
-        a @ b
-        for _ in range(repeats):
+
+    def product():
+        with threadpool_limits(n_threads, user_api="blas"):
             start = time.perf_counter()
             a @ b
-            times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times) / 1e9
+            elapsed = time.perf_counter() - start
+        # OpenBLAS's idle threads keep polling for work for a while after a
+        # product; let them go to sleep before the next runner is timed.
+        time.sleep(0.5)
+        return elapsed
+
+    product()
+    return product, None
 
 
 def pyconvnet_model(arch, batch_size, n_threads):
@@ -207,7 +217,8 @@ def torch_runner(arch, X, y, batch_size, n_threads):
 
 
 def measure(runners, n_images, repeats, predict=True):
-    """Images/s of each runner, training and (with ``predict``) prediction,
+    """Images/s of each runner, training and (with ``predict``) prediction
+    (a runner that returns a number has timed itself: that many seconds),
     timed in alternation: every repeat times each runner once, in turn, the
     order reversed every other repeat, so that a drift of the shared
     machine's speed hits all of them alike. Returns, per runner name, the
@@ -218,9 +229,13 @@ def measure(runners, n_images, repeats, predict=True):
         for r in range(repeats):
             names = list(runners) if r % 2 == 0 else list(runners)[::-1]
             for name in names:
+                if runners[name][slot] is None:
+                    continue
                 start = time.perf_counter()
-                runners[name][slot]()
-                rates[name][kind].append(n_images / (time.perf_counter() - start))
+                elapsed = runners[name][slot]()
+                if elapsed is None:
+                    elapsed = time.perf_counter() - start
+                rates[name][kind].append(n_images / elapsed)
     return rates
 
 
@@ -333,7 +348,7 @@ def main(argv=None):
     except ImportError:
         torch_version = None
 
-    peaks = {t: sgemm_gflops(t) for t in args.threads}
+    peaks = {}     # thread count: every sgemm GFLOP/s measured in the run
     results = []
     for arch in args.arch:
         shape = ARCHITECTURES[arch][0]
@@ -346,6 +361,7 @@ def main(argv=None):
             def make_runners():
                 runners = {}
                 for n_threads in args.threads:
+                    runners["sgemm", n_threads] = sgemm_runner(n_threads)
                     runners["ours", n_threads] = pyconvnet_runner(
                         arch, X, y, batch_size, n_threads)
                     if torch_version:
@@ -363,15 +379,19 @@ def main(argv=None):
                                    predict=False)
             med = statistics.median
             for n_threads in args.threads:
+                # The sgemm runner's "images/s" is products/s times n.
+                gflops = [r * 2 * SGEMM_SIZE ** 3 / len(X) / 1e9
+                          for r in rates["sgemm", n_threads]["train"]]
+                peaks.setdefault(n_threads, []).extend(gflops)
                 row = {"arch": arch, "data": source, "n_train": n,
                        "batch_size": batch_size, "threads": n_threads,
                        "step_mflop_per_image": flops / 1e6,
-                       "sgemm_gflops": peaks[n_threads]}
+                       "sgemm_gflops": med(gflops)}
                 ours = rates["ours", n_threads]
                 row.update(train_img_s=med(ours["train"]),
                            predict_img_s=med(ours["predict"]),
-                           peak_fraction=med(ours["train"]) * flops / 1e9
-                           / peaks[n_threads])
+                           peak_fraction=paired_ratio(
+                               [t * flops / 1e9 for t in ours["train"]], gflops))
                 if n_threads != args.threads[0]:
                     row["thread_gain"] = paired_ratio(
                         ours["train"], rates["ours", args.threads[0]]["train"])
@@ -397,10 +417,13 @@ def main(argv=None):
               if args.memory_images and not args.contention else None)
 
     info = machine()
+    peaks = {t: {"median": statistics.median(g), "min": min(g), "max": max(g)}
+             for t, g in peaks.items()}
     print(f"Machine: {info['cpu']}, {info['cores']} cores. Median of "
-          f"{args.repeats} epochs. sgemm peak: "
-          + ", ".join(f"{p:.0f} GFLOP/s at {t} thread{'s' if t > 1 else ''}"
-                      for t, p in peaks.items())
+          f"{args.repeats} epochs. sgemm (timed among the epochs): "
+          + ", ".join(f"{p['median']:.0f} GFLOP/s at {t} thread"
+                      f"{'s' if t > 1 else ''} (from {p['min']:.0f} to "
+                      f"{p['max']:.0f})" for t, p in peaks.items())
           + "." + (f" PyTorch {torch_version}." if torch_version
                    else " PyTorch not installed."))
     print()
