@@ -104,9 +104,10 @@ import numpy as np
 
 from pyconvnet._blas cimport gemm
 from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
-                                 _sum, _sum_chunks, _transpose, _unpool_act, pcn_col2im_d,
-                                 pcn_col2im_f, pcn_col2im_padded_d,
-                                 pcn_col2im_padded_f, pcn_im2col_d, pcn_im2col_f,
+                                 _sum, _sum_chunks, _transpose, _unpool_act,
+                                 pcn_col2im_d, pcn_col2im_f,
+                                 pcn_col2im_padded_d, pcn_col2im_padded_f,
+                                 pcn_im2col_d, pcn_im2col_f,
                                  pcn_im2col_padded_d, pcn_im2col_padded_f,
                                  pcn_pad_d, pcn_pad_f)
 
@@ -388,7 +389,8 @@ def conv2d_backward(
     # Each chunk's weight gradient, transposed: (K, F).
     cdef floating[:, ::1] dw_chunks = np.empty((n_chunks, K * F), dtype=dtype)
     cdef double[:, ::1] db_chunks = np.zeros((n_chunks, F), dtype=np.float64)
-    # One thread's scratch: [im2col of x | dcols | activation gradient].
+    # One thread's scratch: [im2col of x | dcols | activation gradient |
+    # padded copy of x, then padded accumulator of dx].
     off_cols = 0
     off_dcols = off_cols + (K * P if unfold else 0)
     off_dz = off_dcols + (K * P if col_dx else 0)

@@ -283,7 +283,8 @@ PCN_IM2COL(pcn_im2col_d, pcn_col2im_d, double)
 #define PCN_IM2COL_PADDED(PAD, IM2COL, T)                                    \
 static PCN_INLINE void PAD(const T* PCN_RESTRICT x, T* PCN_RESTRICT xp,      \
                            int C, int H, int W, int ph, int pw) {            \
-    ptrdiff_t c, r, k, Hp = (ptrdiff_t) H + 2 * ph, Wq = (ptrdiff_t) W + 2 * pw; \
+    ptrdiff_t c, r, k;                                                        \
+    ptrdiff_t Hp = H + 2 * (ptrdiff_t) ph, Wq = W + 2 * (ptrdiff_t) pw;       \
     for (c = 0; c < C; c++)                                                   \
     for (r = 0; r < Hp; r++) {                                                \
         T* d = xp + (c * Hp + r) * Wq;                                        \
@@ -301,7 +302,7 @@ static PCN_INLINE void PAD(const T* PCN_RESTRICT x, T* PCN_RESTRICT xp,      \
 static PCN_INLINE void IM2COL(const T* PCN_RESTRICT xp, T* PCN_RESTRICT cols, \
                               int C, int H, int W, int KH, int KW, int ph,   \
                               int pw, int OH, int OW) {                      \
-    ptrdiff_t Hp = (ptrdiff_t) H + 2 * ph, Wq = (ptrdiff_t) W + 2 * pw;       \
+    ptrdiff_t Hp = H + 2 * (ptrdiff_t) ph, Wq = W + 2 * (ptrdiff_t) pw;       \
     ptrdiff_t nb = (OW + 7) / 8;                                              \
     ptrdiff_t c, i, j, oh, q, b;                                              \
     T* out = cols;                                                            \
@@ -335,7 +336,7 @@ PCN_IM2COL_PADDED(pcn_pad_d, pcn_im2col_padded_d, double)
 static PCN_INLINE void NAME(const T* PCN_RESTRICT cols, T* PCN_RESTRICT dxp, \
                             T* PCN_RESTRICT dx, int C, int H, int W, int KH, \
                             int KW, int ph, int pw, int OH, int OW) {        \
-    ptrdiff_t Hp = (ptrdiff_t) H + 2 * ph, Wq = (ptrdiff_t) W + 2 * pw;       \
+    ptrdiff_t Hp = H + 2 * (ptrdiff_t) ph, Wq = W + 2 * (ptrdiff_t) pw;       \
     ptrdiff_t nb = OW / 8, c, i, j, oh, q, b;                                 \
     const T* in = cols;                                                       \
     memset(dxp, 0, (size_t) (C * Hp * Wq) * sizeof(T));                       \
