@@ -330,8 +330,9 @@ PCN_IM2COL_PADDED(pcn_pad_d, pcn_im2col_padded_d, double)
    W). Same additions in the same order as pcn_col2im, so the same result.
    Adds cannot overshoot a row as pcn_im2col_padded's copies do (they would
    add the next row's values), so a row's remainder after its blocks of 8 is
-   scalar: 1.2-1.5x faster than pcn_col2im on rows of 8, 12, 16 and 24 in a
-   side-by-side run, even on rows of 14. */
+   scalar. Side by side on the benchmark networks' layers: 1.5x faster than
+   pcn_col2im on rows of 8, 1.2-1.4x on rows of 10, 16 and 24 and on rows of
+   14 under 3x3 kernels, as fast on rows of 14 under 5x5 kernels. */
 #define PCN_COL2IM_PADDED(NAME, T)                                           \
 static PCN_INLINE void NAME(const T* PCN_RESTRICT cols, T* PCN_RESTRICT dxp, \
                             T* PCN_RESTRICT dx, int C, int H, int W, int KH, \
