@@ -355,7 +355,7 @@ def conv2d_backward(
             (x.shape[2] + 2 * pad_h - weight.shape[2]) // stride_h + 1,
             (x.shape[3] + 2 * pad_w - weight.shape[3]) // stride_w + 1,
             stride_h, stride_w, pad_h, pad_w)
-        Py_ssize_t N = g.N, C = g.C, H = g.H, W = g.W, F = g.F, K = g.K, P = g.P
+        Py_ssize_t N = g.N, F = g.F, K = g.K, P = g.P
         bint direct = g.direct
         bint want_dx = dx is not None
         Py_ssize_t chunk, n_chunks

@@ -162,3 +162,9 @@ cdef inline void _transpose(floating* dst, const floating* src, Py_ssize_t rows,
         pcn_transpose_f(dst, src, rows, cols)
     else:
         pcn_transpose_d(dst, src, rows, cols)
+
+
+cdef inline int _n_threads(int n_threads, Py_ssize_t n_items) noexcept nogil:
+    """Threads to start for n_items work items: no more than items, at least
+    one (shared by every kernel's parallel loops)."""
+    return <int> max(1, min(<Py_ssize_t> n_threads, n_items))

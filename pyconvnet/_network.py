@@ -196,7 +196,8 @@ class Network:
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_param_list", "_grad_list", "flat_grads")}
+                if k not in ("_param_list", "_grad_list", "flat_grads",
+                             "_stage_list")}
 
     def __setstate__(self, state):
         state.setdefault("out_activation", "softmax")
@@ -242,7 +243,12 @@ class Network:
         convolution followed by max pooling (whose windows never overlap) is
         one stage, run by the convolution's kernel in one pass, so that the
         convolution's full output and its gradient never reach memory; the
-        results are bit-identical to running the two layers in turn."""
+        results are bit-identical to running the two layers in turn. Worked
+        out once from the layers (which never change) and kept, not
+        pickled."""
+        stages = self.__dict__.get("_stage_list")
+        if stages is not None:
+            return stages
         stages, layers, i = [], self.layers, 0
         while i < len(layers):
             layer = layers[i]
@@ -254,6 +260,7 @@ class Network:
             else:
                 stages.append((layer, None))
                 i += 1
+        self._stage_list = stages
         return stages
 
     def forward(self, x, training=False, sample_weight=None):

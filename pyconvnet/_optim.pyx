@@ -28,6 +28,8 @@ and one size.
 from cython cimport floating
 from cython.parallel cimport prange
 
+from pyconvnet._kernels cimport _n_threads
+
 # Values per block of a parallel step: large enough that handing out a block
 # costs nothing next to its memory traffic, small enough that both cores get
 # work on a network of 100k parameters.
@@ -98,11 +100,6 @@ cdef extern from *:
                     double eps) noexcept nogil
 
 
-cdef inline int _threads(int n_threads, Py_ssize_t n_blocks) noexcept nogil:
-    """No more threads than blocks; one when there is a single block."""
-    return <int> max(1, min(<Py_ssize_t> n_threads, n_blocks))
-
-
 def sgd_step(
     floating[::1] params,          # IN and OUT (n,)
     const floating[::1] grads,     # IN  (n,)
@@ -116,7 +113,7 @@ def sgd_step(
     if n == 0:
         return
     for blk in prange(n_blocks, nogil=True, schedule='dynamic',
-                      num_threads=_threads(n_threads, n_blocks)):
+                      num_threads=_n_threads(n_threads, n_blocks)):
         k = blk * BLOCK
         len_ = min(<Py_ssize_t> BLOCK, n - k)
         if floating is float:
@@ -141,7 +138,7 @@ def adam_step(
     if n == 0:
         return
     for blk in prange(n_blocks, nogil=True, schedule='dynamic',
-                      num_threads=_threads(n_threads, n_blocks)):
+                      num_threads=_n_threads(n_threads, n_blocks)):
         k = blk * BLOCK
         len_ = min(<Py_ssize_t> BLOCK, n - k)
         if floating is float:

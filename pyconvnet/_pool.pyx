@@ -32,12 +32,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.string cimport memset
 
-from pyconvnet._kernels cimport _max_pool_plane, _unpool_act
-
-
-cdef inline int _threads(int n_threads, Py_ssize_t n_planes) noexcept nogil:
-    """No more threads than planes, and at least one."""
-    return <int> max(1, min(<Py_ssize_t> n_threads, n_planes))
+from pyconvnet._kernels cimport _max_pool_plane, _n_threads, _unpool_act
 
 
 cdef inline int _grain(Py_ssize_t plane_size) noexcept nogil:
@@ -66,7 +61,7 @@ def max_pool_forward(
     # fused convolution-and-pooling kernel (``_conv``) shares.
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
-                        num_threads=_threads(n_threads, N * C)):
+                        num_threads=_n_threads(n_threads, N * C)):
         _max_pool_plane(&x[0, 0, 0, 0] + plane * H * W,
                         &out[0, 0, 0, 0] + plane * OH * OW,
                         &argmax[0, 0, 0, 0] + plane * OH * OW,
@@ -89,7 +84,7 @@ def max_pool_backward(
         floating* dp
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
-                        num_threads=_threads(n_threads, N * C)):
+                        num_threads=_n_threads(n_threads, N * C)):
         gp = &dy[0, 0, 0, 0] + plane * OH * OW
         ap = &argmax[0, 0, 0, 0] + plane * OH * OW
         dp = &dx[0, 0, 0, 0] + plane * H * W
@@ -118,7 +113,7 @@ def sum_pool_forward(
         floating* yp
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
-                        num_threads=_threads(n_threads, N * C)):
+                        num_threads=_n_threads(n_threads, N * C)):
         xp = &x[0, 0, 0, 0] + plane * H * W
         yp = &out[0, 0, 0, 0] + plane * OH * OW
         for oh in range(OH):
@@ -158,7 +153,7 @@ def l2_pool_backward(
         floating* dp
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
-                        num_threads=_threads(n_threads, N * C)):
+                        num_threads=_n_threads(n_threads, N * C)):
         xp = &x[0, 0, 0, 0] + plane * H * W
         yp = &y[0, 0, 0, 0] + plane * OH * OW
         gp = &dy[0, 0, 0, 0] + plane * OH * OW
@@ -195,7 +190,7 @@ def avg_pool_backward(
         floating* dp
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
-                        num_threads=_threads(n_threads, N * C)):
+                        num_threads=_n_threads(n_threads, N * C)):
         gp = &dy[0, 0, 0, 0] + plane * OH * OW
         dp = &dx[0, 0, 0, 0] + plane * H * W
         memset(dp, 0, <size_t> H * W * sizeof(floating))
