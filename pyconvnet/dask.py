@@ -39,14 +39,23 @@ __all__ = ["partial_fit", "predict", "predict_proba", "predict_log_proba"]
 
 
 def _rows_only(X, name="X"):
-    """X chunked along its first axis only (whole rows per block)."""
+    """X chunked along its first axis only (whole rows per block), with its
+    row chunk sizes known (after boolean-mask filtering, say, they are not:
+    they are then computed, which reads X once)."""
     if not isinstance(X, da.Array):
         raise TypeError(f"{name} must be a dask array, got {type(X).__name__}")
     if X.ndim < 2 or X.ndim > 4:
         raise ValueError(f"{name} must be 2-D, 3-D or 4-D, got {X.ndim}-D")
+    X = _known_rows(X)
     if any(len(c) > 1 for c in X.chunks[1:]):
         X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
     return X
+
+
+def _known_rows(v):
+    if any(np.isnan(c) for c in v.chunks[0]):
+        v = v.compute_chunk_sizes()
+    return v
 
 
 def _aligned(v, X, name):
@@ -55,6 +64,7 @@ def _aligned(v, X, name):
     if v is None:
         return [None] * X.numblocks[0]
     if isinstance(v, da.Array):
+        v = _known_rows(v)
         if v.shape[0] != X.shape[0]:
             raise ValueError(f"{name} has {v.shape[0]} rows, X has {X.shape[0]}")
         v = v.rechunk((X.chunks[0],) + tuple((s,) for s in v.shape[1:]))
@@ -119,23 +129,33 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
     return model
 
 
+def _predict_block(block, model, method):
+    return getattr(model, method)(block)
+
+
 def _map(model, X, method):
+    """``model.<method>`` over X's row blocks: one task per block, each
+    predicting its whole block of rows (images stay images: the model reads
+    3-D and 4-D blocks itself). The model enters the graph once, as one
+    Delayed object that every task refers to, so it is sent to each worker
+    once, not with every task."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(model)
     X = _rows_only(X)
     n_out = len(model.classes_)
     multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
+    shared = dask.delayed(model, pure=True)
     if method == "predict" and not multilabel:
         dtype = np.asarray(model.classes_).dtype
-        return X.map_blocks(lambda b: model.predict(b), dtype=dtype,
-                            drop_axis=list(range(1, X.ndim)), meta=np.empty((0,), dtype))
+        return X.map_blocks(_predict_block, shared, method, dtype=dtype,
+                            drop_axis=list(range(1, X.ndim)),
+                            meta=np.empty((0,), dtype))
     dtype = np.dtype(int) if method == "predict" else np.dtype(model._dtype)
-    out = getattr(model, method)
-    if X.ndim > 2:
-        X = X.reshape((X.shape[0], -1), merge_chunks=False)
-    return X.map_blocks(lambda b: out(b), dtype=dtype,
-                        chunks=(X.chunks[0], (n_out,)), meta=np.empty((0, 0), dtype))
+    return X.map_blocks(_predict_block, shared, method, dtype=dtype,
+                        drop_axis=list(range(2, X.ndim)),
+                        chunks=(X.chunks[0], (n_out,)),
+                        meta=np.empty((0, 0), dtype))
 
 
 def predict(model, X):

@@ -115,3 +115,80 @@ def test_bad_input():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.raises(Exception):
             pcd.predict(model, Xd)      # not fitted
+
+
+@pytest.mark.parametrize("shape, chunks", [
+    ((-1, 2, 4, 8), (BLOCK, 1, 2, 8)),      # 2 channels, split everywhere
+    ((-1, 4, 4, 4), (BLOCK, 2, 4, 4)),
+    ((-1, 8, 8), (BLOCK, 4, 4)),            # 3-D, columns split
+    ((-1, 8, 8), (BLOCK, 8, 8)),
+])
+def test_images_of_any_shape_predict_one_task_per_row_block(data, shape, chunks):
+    X, y = data
+    images = X.reshape(shape)
+    Y = np.stack([y % 2, y > 4, y == 0], axis=1).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        single = ConvNetClassifier(max_iter=2, **PARAMS).fit(images[:600], y[:600])
+        multi = ConvNetClassifier(max_iter=2, **PARAMS).fit(images[:600], Y[:600])
+    Xd = da.from_array(images, chunks=chunks)
+    n_blocks = Xd.numblocks[0]
+    for model, method in [(single, "predict_proba"), (single, "predict_log_proba"),
+                          (single, "predict"), (multi, "predict"),
+                          (multi, "predict_proba")]:
+        lazy = getattr(pcd, method)(model, Xd)
+        assert lazy.numblocks[0] == n_blocks and lazy.chunks[0] == Xd.chunks[0]
+        out = lazy.compute(scheduler="sync")
+        expected = getattr(model, method)(images)
+        if method == "predict":
+            np.testing.assert_array_equal(out, expected)
+        else:
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_chunk_sizes_after_a_boolean_mask(data):
+    X, y = data
+    keep = da.from_array(y, chunks=BLOCK) % 3 != 0
+    Xd = da.from_array(X, chunks=(BLOCK, 64))[keep]
+    yd = da.from_array(y, chunks=BLOCK)[keep]
+    assert np.isnan(Xd.chunks[0][0])
+    model = pcd.partial_fit(ConvNetClassifier(**PARAMS), Xd, yd, classes=np.arange(10))
+    mask = y % 3 != 0
+    expected = _in_memory_blocks(X, y, mask)
+    np.testing.assert_array_equal(model.coefs_[0], expected.coefs_[0])
+    pcd.partial_fit(model, Xd, y[mask])      # an in-memory y is cut to X's blocks
+    assert model.t_ == 2 * mask.sum()
+    proba = pcd.predict_proba(model, Xd).compute(scheduler="sync")
+    np.testing.assert_allclose(proba, model.predict_proba(X[mask]), rtol=1e-5, atol=1e-7)
+    labels = pcd.predict(model, Xd).compute(scheduler="sync")
+    np.testing.assert_array_equal(labels, model.predict(X[mask]))
+
+
+def _in_memory_blocks(X, y, mask):
+    """partial_fit on the masked rows of each block of BLOCK rows in turn."""
+    model = ConvNetClassifier(**PARAMS)
+    for lo in range(0, len(y), BLOCK):
+        rows = np.flatnonzero(mask[lo:lo + BLOCK]) + lo
+        model.partial_fit(X[rows], y[rows], classes=np.arange(10))
+    return model
+
+
+def test_the_model_enters_the_graph_once(data):
+    """Every task refers to one copy of the model: serialised task by task,
+    as a distributed scheduler ships them, the graph holds the model once,
+    not once per block."""
+    import pickle
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = ConvNetClassifier(max_iter=1, **PARAMS).fit(X[:300], y[:300])
+    model_bytes = len(pickle.dumps(model))
+    for method in ("predict", "predict_proba"):
+        Xd = da.zeros((400, 8, 8), chunks=(10, 8, 8), dtype=np.float32)
+        lazy = getattr(pcd, method)(model, Xd)
+        tasks = [task for key, task in dict(lazy.__dask_graph__()).items()
+                 if key[0] == lazy.name]          # the predicting tasks
+        assert len(tasks) == Xd.numblocks[0] == 40
+        assert sum(len(cloudpickle.dumps(task)) for task in tasks) < model_bytes, method
