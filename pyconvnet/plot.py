@@ -130,11 +130,17 @@ def plot_feature_maps(model, image, *, max_maps=8):
         raise ValueError(f"max_maps must be an int >= 1, got {max_maps!r}")
     image = np.asarray(image)
     n_features = int(np.prod(model.image_shape_))
-    if image.size != n_features or image.ndim not in (1, 2, 3):
+    # The shapes predict reads one sample as: a row of n_features values, or
+    # the image itself. A (5, 5, 3) array for a (3, 5, 5) model has the right
+    # size, but read as (3, 5, 5) it is a scrambled picture.
+    shapes = [tuple(model.image_shape_)]
+    if model.image_shape_[0] == 1:
+        shapes.append(tuple(model.image_shape_[1:]))
+    if image.shape not in shapes + [(n_features,), (1, n_features)]:
         raise ValueError(
-            f"image must be one sample of {n_features} values: a row, or an image "
-            f"of shape {model.image_shape_} (or {model.image_shape_[1:]} for one "
-            f"channel); got an array of shape {image.shape}")
+            f"image must be one sample: a row of {n_features} values or an "
+            "image of shape " + " or ".join(str(s) for s in shapes)
+            + f"; got an array of shape {image.shape}")
     x = model._validate_predict_X(image.reshape(1, -1))
     x = model._images(x)
     rows = [("input", x[0])]

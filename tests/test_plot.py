@@ -110,3 +110,20 @@ def test_plot_learning_curves(model, digits):
     assert len(plot_learning_curves(plain).axes) == 1
     with pytest.raises(Exception):
         plot_learning_curves(ConvNetClassifier())
+
+
+@pytest.mark.parametrize("shape, bad", [
+    ((3, 5, 5), (5, 5, 3)), ((3, 5, 5), (75,  1)), ((1, 4, 6), (6, 4)),
+    ((1, 4, 6), (2, 12)), ((1, 4, 6), (1, 6, 4)), ((2, 3, 4), (2, 12)),
+])
+def test_plot_feature_maps_checks_the_shape_not_only_the_size(shape, bad):
+    rng = np.random.RandomState(0)
+    X = rng.rand(20, *shape).astype(np.float32)
+    model = _fit(X, np.arange(20) % 2)
+    image = X[0]
+    with pytest.raises(ValueError, match="one sample"):
+        plot_feature_maps(model, image.reshape(bad))
+    # the image itself, its row and a batch of one row are accepted
+    for good in (image, image.ravel(), image.reshape(1, -1)):
+        first = _images(plot_feature_maps(model, good))
+        np.testing.assert_array_equal(first[0], image[0])
