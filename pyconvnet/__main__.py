@@ -5,19 +5,35 @@ The default data set is scikit-learn's bundled 8x8 digits (no download).
 """
 import argparse
 import os
+import re
 import time
 import warnings
 
 import numpy as np
 
 from . import ConvNetClassifier, __version__, openmp_enabled
-from ._classifier import _check_conv_layers, _check_sizes
+from ._augment import AUGMENT_KINDS
 from ._threads import effective_n_threads
 
+# The estimator's parameter behind each option, so that the estimator's own
+# checks name the option a user typed.
+OPTIONS = {
+    "conv_layers": "--conv-layers", "hidden_layer_sizes": "--hidden",
+    "max_iter": "--epochs", "batch_size": "--batch-size",
+    "learning_rate_init": "--learning-rate", "learning_rate": "--schedule",
+    "pooling": "--pooling", "pool_size": "--pool-size", "padding": "--padding",
+    "activation": "--activation", "dropout": "--dropout",
+    "batch_norm": "--batch-norm", "solver": "--solver", "alpha": "--alpha",
+    "augment": "--augment", "early_stopping": "--early-stopping",
+    "random_state": "--random-state", "n_threads": "--threads",
+}
 
-def _number(kind, low, high=None, low_open=False, high_open=True):
-    """An argparse type: a number of ``kind`` in [low, high) (or as told),
-    so that bad values are usage errors before any data is loaded."""
+
+def _number(kind, low=None, high=None, low_open=False, high_open=True):
+    """An argparse type: a number of ``kind``, in [low, high) (or as told)
+    when bounds are given. Options that set an estimator parameter take no
+    bounds here: the estimator's own checks judge them, before any data is
+    loaded, so the two can never disagree."""
     def parse(text):
         try:
             value = kind(text)
@@ -25,14 +41,25 @@ def _number(kind, low, high=None, low_open=False, high_open=True):
             raise argparse.ArgumentTypeError(
                 f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
             ) from None
+        if low is None:
+            return value
         too_low = value <= low if low_open else value < low
         too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high or value != value:
+        if too_low or too_high or not np.isfinite(value):
             interval = (("(" if low_open else "[") + f"{low}, "
                         + ("inf)" if high is None else f"{high}" + (")" if high_open else "]")))
             raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
         return value
     return parse
+
+
+def _with_options(message):
+    """The estimator's error message, in the command line's words."""
+    message = message.replace("The '", "'").replace(" parameter of ConvNetClassifier", "")
+    message = message.replace("n_threads must be None, an int", "--threads must be an int")
+    names = "|".join(sorted(OPTIONS, key=len, reverse=True))
+    return re.sub(rf"'?(?<![\w-])({names})(?!\w)'?",
+                  lambda match: OPTIONS[match.group(1)], message)
 
 
 def _load(name, data_home, test_size, random_state):
@@ -71,7 +98,7 @@ def main(argv=None):
                         "dataset-fashion-mnist or --data-home)")
     parser.add_argument("--data-home", default=None,
                         help="folder with the Fashion-MNIST IDX files")
-    parser.add_argument("--augment", choices=["shift", "flip", "shift+flip"],
+    parser.add_argument("--augment", choices=list(AUGMENT_KINDS),
                         default=None, help="augment training batches on the fly")
     parser.add_argument("--conv-layers", default="20:5,40:5",
                         help="conv layers as FILTERS:KERNEL[:STRIDE][,...] "
@@ -79,22 +106,38 @@ def main(argv=None):
     parser.add_argument("--hidden", default="100",
                         help="fully connected layer sizes, comma-separated "
                         "(default: %(default)s)")
-    parser.add_argument("--epochs", type=_number(int, 1), default=100,
+    parser.add_argument("--epochs", type=_number(int), default=100,
                         help="maximum number of epochs (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_number(int, 1), default=64,
+    parser.add_argument("--batch-size", type=_number(int), default=64,
                         help="mini-batch size (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=_number(float, 0, low_open=True),
+    parser.add_argument("--learning-rate", type=_number(float),
                         default=1e-3,
                         help="initial learning rate (default: %(default)s)")
+    parser.add_argument("--schedule", default="constant",
+                        choices=["constant", "invscaling", "adaptive", "cosine"],
+                        help="learning-rate schedule (default: %(default)s)")
+    parser.add_argument("--solver", choices=["adam", "sgd"], default="adam",
+                        help="optimizer (default: %(default)s)")
+    parser.add_argument("--alpha", type=_number(float), default=1e-4,
+                        help="L2 penalty (default: %(default)s)")
     parser.add_argument("--pooling", choices=["max", "l2", "avg", "none"],
                         default="max", help="pooling kind (default: %(default)s)")
+    parser.add_argument("--pool-size", type=_number(int), default=2,
+                        help="pooling window, also its stride (default: %(default)s)")
+    parser.add_argument("--padding", choices=["same", "valid"], default="same",
+                        help="convolution padding (default: %(default)s)")
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="batch normalisation after each convolution")
+    parser.add_argument("--early-stopping", action="store_true",
+                        help="stop on a 10%% validation split's accuracy")
     parser.add_argument("--activation",
                         choices=["relu", "sigmoid", "logistic", "tanh", "identity"],
                         default="relu", help="activation (default: %(default)s)")
-    parser.add_argument("--dropout", type=_number(float, 0, 1), default=0.0,
+    parser.add_argument("--dropout", type=_number(float), default=0.0,
                         help="dropout on the fully connected layers (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="OpenMP threads (default: all the cores OpenMP allows)")
+    parser.add_argument("--threads", type=_number(int), default=None,
+                        help="OpenMP threads, or -1 for all CPUs, -2 for all but "
+                        "one, ... (default: all the cores OpenMP allows)")
     parser.add_argument("--test-size", type=_number(float, 0, 1, low_open=True),
                         default=0.25,
                         help="fraction held out for testing (default: %(default)s)")
@@ -106,8 +149,9 @@ def main(argv=None):
                         help="no per-epoch progress")
     args = parser.parse_args(argv)
 
-    # Every argument is checked before any data is loaded: a mistake is a
-    # usage error (exit status 2), never a traceback after a long load.
+    # Every argument is checked before any data is loaded, by the estimator's
+    # own checks: a mistake is a usage error (exit status 2) naming the
+    # option, never a traceback after a long load.
     try:
         conv_layers = tuple(
             tuple(int(v) for v in spec.split(":")) for spec in args.conv_layers.split(",")
@@ -116,13 +160,33 @@ def main(argv=None):
     except ValueError:
         parser.error("--conv-layers takes FILTERS:KERNEL[:STRIDE],... and "
                      "--hidden takes N,... (integers)")
+    model = ConvNetClassifier(
+        conv_layers=conv_layers,
+        hidden_layer_sizes=hidden,
+        pooling=None if args.pooling == "none" else args.pooling,
+        pool_size=args.pool_size,
+        padding=args.padding,
+        activation=args.activation,
+        dropout=args.dropout,
+        batch_norm=args.batch_norm,
+        solver=args.solver,
+        alpha=args.alpha,
+        learning_rate=args.schedule,
+        augment=args.augment,
+        early_stopping=args.early_stopping,
+        batch_size=args.batch_size,
+        learning_rate_init=args.learning_rate,
+        max_iter=args.epochs,
+        random_state=args.random_state,
+        n_threads=args.threads,
+        verbose=not args.quiet,
+    )
     try:
-        _check_conv_layers(conv_layers)
-        _check_sizes(hidden, "--hidden")
+        model._validate_params()
+        model._architecture()
         n_threads = effective_n_threads(args.threads)
     except ValueError as exc:
-        parser.error(str(exc).replace("n_threads", "--threads")
-                     .replace("conv_layers", "--conv-layers"))
+        parser.error(_with_options(str(exc)))
     if args.data_home is not None and not os.path.isdir(args.data_home):
         parser.error(f"--data-home {args.data_home!r} is not a folder")
 
@@ -137,20 +201,6 @@ def main(argv=None):
     print(f"{args.dataset}: {len(X_train)} training and {len(X_test)} test "
           f"samples, {X_train.shape[1]} features\n")
 
-    model = ConvNetClassifier(
-        conv_layers=conv_layers,
-        hidden_layer_sizes=hidden,
-        pooling=None if args.pooling == "none" else args.pooling,
-        activation=args.activation,
-        dropout=args.dropout,
-        augment=args.augment,
-        batch_size=args.batch_size,
-        learning_rate_init=args.learning_rate,
-        max_iter=args.epochs,
-        random_state=args.random_state,
-        n_threads=args.threads,
-        verbose=not args.quiet,
-    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)

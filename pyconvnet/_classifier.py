@@ -18,14 +18,16 @@ from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_is_fitted, validate_data)
 
 from ._augment import AUGMENT_KINDS, augment_batch
-from ._network import build_network, plan_network
+from ._network import ALIASES, build_network, check_batch, plan_network, plan_rows
 from ._optimizers import SGD, Adam
 from ._threads import ThreadGovernor, blas_single_threaded, effective_n_threads
 from .ops import INT_MAX, POOL_KINDS
 
 # predict_proba works through the data this many samples at a time, so memory
-# stays bounded whatever the number of samples.
+# stays bounded whatever the number of samples — fewer when one layer's output
+# for that many samples would exceed PREDICT_BYTES (large images).
 PREDICT_BATCH = 1024
+PREDICT_BYTES = 256 * 2**20
 
 
 def _check_conv_layers(conv_layers):
@@ -488,9 +490,18 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             # As MLPClassifier: a held-out split of one batch means nothing.
             raise ValueError("partial_fit does not support early_stopping=True")
         # A multi-label y (a 0/1 matrix) names its labels by its columns: the
-        # first call needs no ``classes``.
+        # first call needs no ``classes``, and ``classes``, when given, must
+        # name those columns (as MLPClassifier, which refuses others).
+        multilabel = type_of_target(y) == "multilabel-indicator"
+        if multilabel and classes is not None:
+            n_labels = np.shape(y)[1]
+            if sorted(np.unique(np.asarray(classes)).tolist()) != list(range(n_labels)):
+                raise ValueError(
+                    f"y is a multi-label indicator matrix of {n_labels} labels, "
+                    f"whose classes are its columns 0 .. {n_labels - 1}; got "
+                    f"classes={np.asarray(classes).tolist()!r}")
         first_multilabel = (not hasattr(self, "classes_") and classes is None
-                            and type_of_target(y) == "multilabel-indicator")
+                            and multilabel)
         if first_multilabel or _check_partial_fit_first_call(self, classes):
             # A first call: forget any earlier fit.
             for attr in ("_network", "_optimizer"):
@@ -556,6 +567,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(
                     f"y has {n_labels} labels, but the model was fitted on "
                     f"{len(self.classes_)}")
+            # The loss is the binary cross-entropy of each label: a target
+            # outside {0, 1} makes it unbounded below, and training would
+            # push the scores to infinity.
+            values = np.unique(y)
+            if not np.isin(values, (0, 1)).all():
+                raise ValueError(
+                    "a multi-label y must be an indicator matrix of 0s and 1s, "
+                    f"got values {values.tolist()[:8]}; for {{-1, 1}} labels "
+                    "pass (y == 1)")
             # As MLPClassifier: the labels are the columns, 0 .. n_labels - 1.
             self.classes_ = np.arange(n_labels)
             y = np.asarray(y, dtype=np.float64)
@@ -565,9 +585,14 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("sample_weight must not sum to zero")
 
         if first_pass:
-            self._init_fitted_state(
-                self._resolve_image_shape(X.shape[1], nd_shape), self.classes_,
-                X.dtype.type, multilabel=multilabel)
+            image_shape = self._resolve_image_shape(X.shape[1], nd_shape)
+            plan = self._plan(image_shape, len(self.classes_), X.dtype.type)
+            # The training batches' memory, before any weight is allocated
+            # (_train checks the exact sizes, after a validation split).
+            check_batch(plan_rows(plan), self._batch_size(X.shape[0]),
+                        X.dtype.itemsize, training=True)
+            self._init_fitted_state(image_shape, self.classes_, X.dtype.type,
+                                    plan=plan, multilabel=multilabel)
             if self.verbose:
                 print(self.architecture_summary())
         else:
@@ -576,37 +601,116 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                     f"X holds images of shape {tuple(nd_shape)}, but the model "
                     f"was fitted on images of shape {self.image_shape_}"
                 )
+            self._check_architecture_unchanged(
+                "warm_start" if not incremental else "partial_fit")
             X = X.astype(self._dtype, copy=False)
-
-        if self._optimizer is None or (not incremental and not self.warm_start):
-            params = self._network.flat_params
-            if self.solver == "sgd":
-                self._optimizer = SGD(params, self.learning_rate_init,
-                                      self.learning_rate, self.momentum,
-                                      self.nesterovs_momentum, self.power_t)
-            else:
-                self._optimizer = Adam(params, self.learning_rate_init,
-                                       self.beta_1, self.beta_2, self.epsilon,
-                                       self.learning_rate)
+        self._optimizer = self._next_optimizer(incremental)
 
         self._network.set_threads(n_threads)
         with blas_single_threaded():
             self._train(X, y, sample_weight, incremental, n_threads)
         return self
 
-    def _plan(self, image_shape, n_classes, dtype):
-        """The network's plan for these hyperparameters (checked here)."""
+    def _optimizer_settings(self):
+        """The solver and its hyperparameters, as the optimizer takes them."""
+        if self.solver == "sgd":
+            return SGD, dict(learning_rate_init=self.learning_rate_init,
+                             lr_schedule=self.learning_rate, momentum=self.momentum,
+                             nesterov=self.nesterovs_momentum, power_t=self.power_t)
+        return Adam, dict(learning_rate_init=self.learning_rate_init,
+                          beta_1=self.beta_1, beta_2=self.beta_2,
+                          epsilon=self.epsilon, lr_schedule=self.learning_rate)
+
+    def _next_optimizer(self, incremental):
+        """The optimizer of this call. As in MLPClassifier, every ``fit`` (a
+        warm start too) builds a fresh one from the current hyperparameters;
+        ``partial_fit`` continues the last one — unless the solver's
+        hyperparameters were changed since, which then take effect: a new
+        optimizer at the same point of the schedule, keeping the moments
+        (or velocities) when the solver is the same."""
+        kind, settings = self._optimizer_settings()
+        old = self._optimizer
+        if (incremental and old is not None and type(old) is kind
+                and getattr(old, "settings", None) == settings):
+            return old
+        new = kind(self._network.flat_params, **settings)
+        new.settings = settings
+        if incremental and old is not None:
+            scalars, arrays = old.get_state()
+            new.epochs_done = scalars["epochs_done"]
+            if type(old) is kind:
+                for name, array in arrays.items():
+                    getattr(new, name)[...] = array
+                if kind is Adam:
+                    new.t = old.t
+        return new
+
+    def _architecture(self):
+        """The hyperparameters that shape the network, normalised so that
+        equal architectures compare equal ((5, 5) and 5, "logistic" and
+        "sigmoid")."""
+        pool = None
         if self.pooling is not None:
             pool = _check_sizes(self.pool_size, "pool_size")
             if len(pool) not in (1, 2):
                 raise ValueError(
                     f"pool_size must be an int or an (h, w) pair, got {self.pool_size!r}")
+            pool = pool * (3 - len(pool))
+        image_shape = None
+        if self.image_shape is not None:
+            image_shape = _check_sizes(self.image_shape, "image_shape")
+            image_shape = (1,) * (3 - len(image_shape)) + image_shape
+        return {
+            "conv_layers": _check_conv_layers(self.conv_layers),
+            "padding": self.padding,
+            "pooling": self.pooling,
+            "pool_size": pool,
+            "hidden_layer_sizes": _check_sizes(self.hidden_layer_sizes,
+                                               "hidden_layer_sizes"),
+            "activation": ALIASES.get(self.activation, self.activation),
+            "dropout": float(self.dropout),
+            "batch_norm": bool(self.batch_norm),
+            "image_shape": image_shape,
+            # A name, not a numpy dtype: np.dtype(None) is float64, and
+            # float64 would compare equal to None.
+            "dtype": None if self.dtype is None else np.dtype(self.dtype).name,
+        }
+
+    def _check_architecture_unchanged(self, what):
+        """A warm start, ``partial_fit`` or ``save`` works on the network
+        built by the first fit: refuse when a hyperparameter that shaped it
+        has been changed since (``set_params``), instead of silently keeping
+        the old network (or writing a file whose parameters describe another
+        one)."""
+        built = self.__dict__.get("_built_architecture")
+        if built is None:          # unpickled from a version that did not keep it
+            return
+        now = self._architecture()
+        changed = [name for name, value in now.items() if value != built[name]]
+        # None means "the fitted precision", and an image_shape of None "as
+        # fitted": only an explicit value can disagree.
+        if "dtype" in changed and now["dtype"] in (None, np.dtype(self._dtype).name):
+            changed.remove("dtype")
+        if "image_shape" in changed and now["image_shape"] in (None, self.image_shape_):
+            changed.remove("image_shape")
+        if changed:
+            params = self.get_params()
+            raise ValueError(
+                f"{what} continues the network built by the first fit, but "
+                "hyperparameters that shape it were changed since: "
+                + ", ".join(f"{name}={params[name]!r}" for name in changed)
+                + " (the network was built with "
+                + ", ".join(f"{name}={self._built_params[name]!r}" for name in changed)
+                + "); set them back, or fit a new model with warm_start=False")
+
+    def _plan(self, image_shape, n_classes, dtype):
+        """The network's plan for these hyperparameters (checked here)."""
+        arch = self._architecture()
         return plan_network(
-            image_shape, n_classes, _check_conv_layers(self.conv_layers),
-            self.padding, self.pooling, self.pool_size,
-            _check_sizes(self.hidden_layer_sizes, "hidden_layer_sizes"),
-            self.activation, self.dropout, np.dtype(dtype).itemsize,
-            bool(self.batch_norm))
+            image_shape, n_classes, arch["conv_layers"], arch["padding"],
+            arch["pooling"], arch["pool_size"], arch["hidden_layer_sizes"],
+            arch["activation"], arch["dropout"], np.dtype(dtype).itemsize,
+            arch["batch_norm"])
 
     def _init_fitted_state(self, image_shape, classes, dtype, plan=None,
                            multilabel=False):
@@ -622,6 +726,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         self._network = build_network(plan, image_shape, self._random_state, dtype,
                                       "logistic" if multilabel else "softmax")
         self._optimizer = None
+        self._built_architecture = self._architecture()
+        self._built_params = {name: value for name, value in self.get_params().items()
+                              if name in self._built_architecture}
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -675,21 +782,20 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         # t_ counts every sample seen since the first fit.
         self.n_iter_ = 0
         n_samples = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(64, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. "
-                    "It is going to be clipped"
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        if self.batch_size != "auto" and self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. "
+                "It is going to be clipped"
+            )
+        batch_size = self._batch_size(n_samples)
 
         network = self._network
+        # The smallest batch of an epoch: the last one, unless batches divide
+        # the samples evenly.
+        network.check_batch(batch_size, training=True)
+        network.check_batch(n_samples % batch_size or batch_size, training=True)
         params = network.flat_params
         optimizer = self._optimizer
-        if not incremental:
-            optimizer.epochs_done = 0.0     # each fit runs its whole schedule
         images = self._images(X)
         max_epochs = 1 if incremental else self.max_iter
         total_weight = float(sample_weight.sum())
@@ -706,17 +812,23 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 start = time.perf_counter()
                 order = rng.permutation(n_samples) if self.shuffle else np.arange(n_samples)
                 epoch_loss = 0.0
+                epoch_start = optimizer.epochs_done
                 bar = progress()
                 for lo in range(0, n_samples, batch_size):
                     idx = order[lo:lo + batch_size]
                     sw = sample_weight[idx]
+                    progress_before = optimizer.epochs_done
+                    # The schedule's position counts samples, not steps: a
+                    # batch skipped for zero weights is still part of the
+                    # epoch, and an epoch ends at a whole number exactly.
+                    optimizer.epochs_done = epoch_start + (lo + len(idx)) / n_samples
                     if sw.sum() <= 0:
                         continue
                     batch = self._rows(images, idx)
                     if self.augment is not None:
                         batch = augment_batch(batch, self.augment, rng)
                     governor.start()
-                    optimizer.set_progress(optimizer.epochs_done / self.max_iter)
+                    optimizer.set_progress(progress_before / self.max_iter)
                     loss = network.train_step_grads(batch, y[idx], sw, self.alpha)
                     if not np.isfinite(loss):
                         params[...] = snapshot
@@ -724,7 +836,6 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                                         self.n_iter_ + 1)
                     optimizer.update(params, network.flat_grads,
                                      network.n_threads)
-                    optimizer.epochs_done += len(idx) / n_samples
                     governor.stop(len(idx))
                     epoch_loss += loss * float(sw.sum())
                     if bar is not None:
@@ -798,6 +909,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             params[...] = self._best_params
             del self._best_params
 
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(64, n_samples)
+        return int(np.clip(self.batch_size, 1, n_samples))
+
     def _update_no_improvement_count(self, early_stopping):
         if early_stopping:
             score = self.validation_scores_[-1]
@@ -824,12 +940,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         (of classes; of each label for a multi-label model)."""
         images = self._images(X)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=self._dtype)
-        self._network.set_threads(effective_n_threads(self.n_threads))
+        network = self._network
+        per_sample = network.largest_output() * network.dtype.itemsize
+        step = int(np.clip(PREDICT_BYTES // per_sample, 1, PREDICT_BATCH))
+        network.check_batch(min(step, X.shape[0]), training=False)
+        network.set_threads(effective_n_threads(self.n_threads))
         with blas_single_threaded():
-            for lo in range(0, X.shape[0], PREDICT_BATCH):
-                out[lo:lo + PREDICT_BATCH] = self._network.predict_log_proba(
-                    self._rows(images, slice(lo, lo + PREDICT_BATCH))
-                )
+            for lo in range(0, X.shape[0], step):
+                out[lo:lo + step] = network.predict_log_proba(
+                    self._rows(images, slice(lo, lo + step)))
         return out
 
     def _predict_idx(self, X):
@@ -879,7 +998,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self._predict_idx(X)]
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A new dict: on Python >= 3.11, BaseEstimator.__getstate__ returns
+        # the live __dict__, and removing keys from it would strip the
+        # fitted attributes off the model being pickled (or deep-copied).
+        state = dict(super().__getstate__())
         from . import __version__
 
         state["_pyconvnet_version"] = __version__

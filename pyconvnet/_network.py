@@ -81,17 +81,73 @@ def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
                 shape = ops._pool_output_shape((1,) + shape, size, size)[1:]
     plan.append(("flatten", dict(in_shape=shape), []))
     n_in = int(np.prod(shape, dtype=object))
-    for n_out in hidden_layer_sizes:
+    for number, n_out in enumerate(hidden_layer_sizes, 1):
         n_out = int(n_out)
+        ops._check_dense_geometry(n_in, n_out, what=f"dense layer {number}")
         plan.append(("dense", dict(n_in=n_in, n_out=n_out, activation=activation),
                      [(n_in, n_out), (n_out,)]))
         plan.append(("activation", dict(in_shape=(n_out,), name=activation), []))
         if dropout > 0:
             plan.append(("dropout", dict(in_shape=(n_out,), rate=dropout), []))
         n_in = n_out
+    ops._check_dense_geometry(n_in, n_classes, what="the output layer")
     plan.append(("dense", dict(n_in=n_in, n_out=n_classes, activation=None),
                  [(n_in, n_classes), (n_classes,)]))
+    # The parameters, their gradients and up to two optimizer moments are
+    # each one flat array of this size; a network that cannot hold them is
+    # refused before a weight is drawn (``load`` checks a file's plan here
+    # too, before it allocates anything).
+    n_params = sum(int(np.prod(s, dtype=object)) for s in param_shapes(plan))
+    ops._check_workspace(4 * n_params * itemsize,
+                         f"the network's {n_params:,} parameters (with their "
+                         "gradients and the optimizer's state)")
     return plan
+
+
+def plan_rows(plan):
+    """(name, kind, output shape of one sample) of each planned layer."""
+    rows = []
+    for i, (kind, args, _) in enumerate(plan):
+        if kind == "dense":
+            out = (args["n_out"],)
+        elif kind == "flatten":
+            out = (int(np.prod(args["in_shape"], dtype=object)),)
+        elif kind in ("activation", "dropout"):
+            out = args["in_shape"]
+        else:               # conv, batchnorm, pool: the next layer's input
+            out = plan[i + 1][1]["in_shape"]
+        rows.append((kind, kind, out))
+    return rows
+
+
+def check_batch(rows, batch_size, itemsize, training):
+    """Refuse a batch that layers ``rows`` (name, kind, output shape) cannot
+    run, before any kernel does.
+
+    Every layer's output (and, in training, its gradient) is one array of
+    ``batch_size`` samples: a layer whose arrays, or a network whose arrays
+    together, would not fit in the machine's memory is a ValueError naming
+    the layer and the GiB it needs. In training, batch norm needs more than
+    one value per feature map (a single value normalises to exactly zero
+    and its gradient vanishes: PyTorch refuses it too).
+    """
+    per_value = itemsize * (2 if training else 1)
+    sizes = [batch_size * int(np.prod(out, dtype=object)) * per_value
+             for _, _, out in rows]
+    biggest = int(np.argmax(sizes))
+    what = f"layer {biggest + 1} ({rows[biggest][0]}) on a batch of {batch_size}"
+    ops._check_workspace(sizes[biggest], what)
+    ops._check_workspace(sum(sizes), f"the network's layers (the largest: {what})")
+    if not training:
+        return
+    for number, (name, kind, out) in enumerate(rows, 1):
+        if kind == "batchnorm" and batch_size * out[1] * out[2] < 2:
+            raise ValueError(
+                f"batch norm needs more than one value per feature map in each "
+                f"training batch, but layer {number} ({name}) has {out[1]}x"
+                f"{out[2]} maps and a batch holds {batch_size} sample: use a "
+                "batch_size of 2 or more (one that does not leave a last batch "
+                "of 1 sample), fewer pooling layers, or batch_norm=False")
 
 
 def param_shapes(plan):
@@ -237,6 +293,16 @@ class Network:
                      "sigmoid per label", "kind": self.out_activation,
                      "output_shape": rows[-1]["output_shape"], "n_params": 0})
         return rows
+
+    def check_batch(self, batch_size, training):
+        """``check_batch`` for this network's layers."""
+        check_batch([(layer.describe(), layer.kind, layer.out_shape)
+                     for layer in self.layers], batch_size, self.dtype.itemsize,
+                    training)
+
+    def largest_output(self):
+        """Values in the largest layer output of one sample."""
+        return max(int(np.prod(layer.out_shape, dtype=object)) for layer in self.layers)
 
     def _stages(self):
         """The layers as they run, as (layer, pooling layer or None): a

@@ -49,6 +49,23 @@ class _Optimizer:
 
     #: names of the flat state arrays (velocities, moments)
     _state = ()
+    #: names of the scalars that change during training
+    _scalars = ("learning_rate", "base_rate", "epochs_done")
+
+    def get_state(self):
+        """What training has changed, as (scalars, arrays): enough for
+        ``set_state`` on a new optimizer of the same kind and hyperparameters
+        to continue exactly where this one stands (``save`` writes it)."""
+        return ({name: getattr(self, name) for name in self._scalars},
+                {name: getattr(self, name) for name in self._state})
+
+    def set_state(self, scalars, arrays):
+        """Restore ``get_state``'s values; the arrays are copied into this
+        optimizer's own (of the parameters' size and dtype)."""
+        for name in self._scalars:
+            setattr(self, name, scalars[name])
+        for name in self._state:
+            getattr(self, name)[...] = arrays[name]
 
     def iteration_ends(self, time_step):
         """Called after each epoch with the number of samples seen so far."""
@@ -105,6 +122,7 @@ class SGD(_Optimizer):
 
 class Adam(_Optimizer):
     _state = ("m", "v")
+    _scalars = _Optimizer._scalars + ("t",)
 
     def __init__(self, params, learning_rate_init=0.001, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, lr_schedule="constant"):

@@ -36,7 +36,7 @@ def _tupled(value):
 
 
 _FITTED_SCALARS = ("n_features_in_", "n_iter_", "t_", "loss_", "best_loss_",
-                   "best_validation_score_")
+                   "best_validation_score_", "_no_improvement_count")
 _FITTED_LISTS = ("loss_curve_", "validation_scores_")
 
 
@@ -56,6 +56,9 @@ def save(model, path):
     if not isinstance(model, ConvNetClassifier):
         raise TypeError(f"save takes a ConvNetClassifier, got {type(model).__name__}")
     check_is_fitted(model)
+    # The file describes the network by the hyperparameters: ones changed by
+    # set_params since the fit would describe another network.
+    model._check_architecture_unchanged("save")
     params = model.get_params()
     if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
         params["random_state"] = None  # a RandomState object is not data
@@ -76,10 +79,19 @@ def save(model, path):
                              else [str(v) for v in model.feature_names_in_]),
         "n_params": len(model._network.params),
         "multilabel": model.out_activation_ == "logistic",
+        "optimizer": None,
     }
+    arrays = {f"param_{i}": p for i, p in enumerate(model._network.params)}
+    # Where training stands (the schedule's position, a decayed rate, Adam's
+    # step count and moments): a loaded model continues as the saved one
+    # would, as a pickled copy does.
+    if model._optimizer is not None:
+        scalars, state = model._optimizer.get_state()
+        meta["optimizer"] = {"solver": model.solver,
+                             **{k: _jsonable(v) for k, v in scalars.items()}}
+        arrays.update({f"optimizer_{name}": a for name, a in state.items()})
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                       for k, v in meta["fitted"].items()}
-    arrays = {f"param_{i}": p for i, p in enumerate(model._network.params)}
     arrays["classes"] = classes
     # UTF-8 JSON text as bytes: readable with any zip tool and numpy.
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
@@ -140,6 +152,11 @@ def _check_fitted(fitted):
     out = {}
     for key in ("n_features_in_", "n_iter_", "t_"):
         out[key] = _check_number(fitted[key], key, integer=True, low=0)
+    # Epochs without improvement so far (absent from older files): the
+    # stopping rule and the adaptive schedule continue from it.
+    out["_no_improvement_count"] = _check_number(
+        fitted.get("_no_improvement_count", 0), "_no_improvement_count",
+        integer=True, low=0)
     out["loss_"] = _check_number(fitted["loss_"], "loss_", none=True)
     out["best_loss_"] = _check_number(fitted["best_loss_"], "best_loss_", none=True)
     out["best_validation_score_"] = _check_number(
@@ -153,6 +170,27 @@ def _check_fitted(fitted):
             raise ValueError(f"{key} must be a list of numbers")
         out[key] = [float(_check_number(v, key)) for v in value]
     return out
+
+
+def _check_optimizer(stored, model):
+    """The optimizer's scalars from the metadata, checked, and the names of
+    the state arrays the file must hold: (None, ()) for a file without
+    (written before the optimizer was saved, or never trained)."""
+    if stored is None:
+        return None, ()
+    if not isinstance(stored, dict) or stored.get("solver") != model.solver:
+        raise ValueError(f"bad optimizer state for solver {model.solver!r}")
+    kind, _ = model._optimizer_settings()
+    scalars = {}
+    for name in kind._scalars:
+        value = _check_number(stored.get(name), f"optimizer {name}",
+                              integer=name == "t", low=0)
+        if not np.isfinite(value) or value > 2**53:
+            raise ValueError(f"optimizer {name} must be finite, got {value}")
+        scalars[name] = value
+    if set(stored) != {"solver", *kind._scalars}:
+        raise ValueError(f"unexpected optimizer fields {sorted(stored)}")
+    return scalars, kind._state
 
 
 def load(path):
@@ -278,8 +316,10 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
         raise ValueError(f"bad classes: shape {shape}, dtype {class_dtype}")
     plan = model._plan(image_shape, shape[0], dtype)
     expected = param_shapes(plan)
+    optimizer = _check_optimizer(meta.get("optimizer"), model)
     wanted = {_META_KEY + ".npy", "classes.npy"} | {
-        f"param_{i}.npy" for i in range(len(expected))}
+        f"param_{i}.npy" for i in range(len(expected))} | {
+        f"optimizer_{name}.npy" for name in optimizer[1]}
     if set(infos) != wanted or meta.get("n_params") != len(expected):
         raise ValueError(
             f"the file holds members {sorted(infos)[:8]}..., the architecture "
@@ -294,6 +334,15 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
                 f"weight array {i}: expected {tuple(target)} {dtype.name}, found "
                 f"{tuple(header[0])} {header[1]}")
         headers[i] = (info, header)
+    n_values = sum(int(np.prod(shape, dtype=object)) for shape in expected)
+    for name in optimizer[1]:
+        info = infos[f"optimizer_{name}.npy"]
+        header = _npy_header(archive, info)
+        if tuple(header[0]) != (n_values,) or header[1] != dtype or header[2]:
+            raise ValueError(
+                f"optimizer state {name}: expected ({n_values},) {dtype.name}, "
+                f"found {tuple(header[0])} {header[1]}")
+        headers[name] = (info, header)
 
     # Everything declared matches: now read, into the network built the way
     # fit builds it.
@@ -312,6 +361,14 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     for layer in model._network.layers:
         if layer.kind == "batchnorm" and (layer.params[3] < 0).any():
             raise ValueError("a batch-norm layer's running variance is negative")
+    if optimizer[0] is not None:
+        state = {}
+        for name in optimizer[1]:
+            state[name] = _read_member(archive, *headers[name])
+            if not np.isfinite(state[name]).all():
+                raise ValueError(f"optimizer state {name} holds non-finite values")
+        model._optimizer = model._next_optimizer(incremental=False)
+        model._optimizer.set_state(optimizer[0], state)
     for key, value in fitted.items():
         setattr(model, key, value)
     if model.best_loss_ is None and not model.early_stopping:

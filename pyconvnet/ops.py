@@ -100,6 +100,17 @@ def _check_conv_geometry(x_shape, w_shape, stride, padding, itemsize=4,
     _check_workspace(n_buffers * k * p * itemsize, what)
 
 
+def _check_dense_geometry(n_in, n_out, what="the dense layer"):
+    """Check that a dense layer's weight matrix (n_in x n_out) fits the
+    products' C ints."""
+    if n_in * n_out > INT_MAX:
+        raise ValueError(
+            f"{what}: the weights (n_inputs * n_outputs = {n_in:,} * {n_out:,} "
+            f"= {n_in * n_out:,}) exceed {INT_MAX:,}, the largest size the "
+            "compiled kernels index; use fewer units, or more pooling before it"
+        )
+
+
 # --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
@@ -418,6 +429,12 @@ def _validate_batch_norm(x, gamma, beta, eps, n_threads, sample_weight, dy=None)
         if a.shape != (x.shape[1],):
             raise ValueError(f"{name} must have shape (n_channels,) = "
                              f"({x.shape[1]},), got {a.shape}")
+    if x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        # One value per channel normalises to exactly 0 whatever it is, and
+        # its gradient vanishes (PyTorch refuses it in training too).
+        raise ValueError(
+            "batch norm needs more than one value per channel (n_samples * "
+            f"height * width > 1), got x of shape {x.shape}")
     if dy is not None:
         _check_dy(arrays[3], x.shape, "batch-norm")
     if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)

@@ -618,3 +618,264 @@ def test_explicit_data_home_never_falls_back(tmp_path):
         load_fashion_mnist(data_home=tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_fashion_mnist(data_home=tmp_path)  # an empty folder
+
+
+# ----------------------------------------------------------------------
+# Warm starts and partial_fit honour what changed
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("change", [
+    {"batch_norm": True}, {"conv_layers": ((5, 3),)}, {"conv_layers": ((4, 5),)},
+    {"hidden_layer_sizes": (17,)}, {"pooling": "l2"}, {"pooling": None},
+    {"pool_size": 3}, {"padding": "valid"}, {"activation": "tanh"},
+    {"dropout": 0.5}, {"dtype": "float64"}, {"image_shape": (2, 4, 8)},
+])
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit", "save"])
+def test_changed_architecture_is_refused_not_ignored(digits, tmp_path, change, how):
+    import pyconvnet
+
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(warm_start=True, **SMALL), X[:200], y[:200])
+    before = model._network.flat_params.copy()
+    model.set_params(**change)
+    name = next(iter(change))
+    with pytest.raises(ValueError, match=f"{how}.*{name}="):
+        if how == "warm_start":
+            _quiet_fit(model, X[:200], y[:200])
+        elif how == "partial_fit":
+            model.partial_fit(X[:200], y[:200])
+        else:
+            pyconvnet.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(model._network.flat_params, before)
+
+
+@pytest.mark.parametrize("same", [
+    {"conv_layers": ((4, (3, 3), (1, 1)),)}, {"activation": "relu"},
+    {"dtype": "float32"}, {"image_shape": (8, 8)}, {"hidden_layer_sizes": [16]},
+    {"learning_rate_init": 0.02, "alpha": 0.1, "augment": "shift", "max_iter": 2},
+])
+def test_warm_start_accepts_what_does_not_change_the_network(digits, same):
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(warm_start=True, **SMALL), X[:200], y[:200])
+    _quiet_fit(model.set_params(**same), X[:200], y[:200])
+    assert len(model.loss_curve_) == 5 + model.n_iter_
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_warm_start_takes_the_current_optimizer_hyperparameters(digits, solver):
+    """As MLPClassifier: every fit builds its optimizer from the current
+    hyperparameters; a vanishing step leaves the weights where they were."""
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(warm_start=True, solver=solver,
+                                         learning_rate="cosine", **SMALL),
+                       X[:200], y[:200])
+    before = model._network.flat_params.copy()
+    _quiet_fit(model.set_params(learning_rate_init=1e-30), X[:200], y[:200])
+    np.testing.assert_allclose(model._network.flat_params, before, atol=1e-20)
+    # and a real step moves them again
+    _quiet_fit(model.set_params(learning_rate_init=0.01), X[:200], y[:200])
+    assert np.abs(model._network.flat_params - before).max() > 1e-3
+
+
+def test_partial_fit_takes_changed_optimizer_hyperparameters(digits):
+    X, y = digits
+    model = ConvNetClassifier(**SMALL).partial_fit(X[:200], y[:200], classes=np.arange(10))
+    before = model._network.flat_params.copy()
+    model.set_params(learning_rate_init=1e-30).partial_fit(X[:200], y[:200])
+    np.testing.assert_allclose(model._network.flat_params, before, atol=1e-20)
+    model.set_params(solver="sgd", learning_rate_init=0.1).partial_fit(X[:200], y[:200])
+    assert np.abs(model._network.flat_params - before).max() > 1e-3
+
+
+def test_cosine_schedule_counts_zero_weight_batches(digits):
+    """The schedule's position counts samples: after max_iter epochs it is
+    at its end (step 0) even when whole batches had zero weight, so further
+    partial_fit calls leave the weights alone."""
+    X, y = digits
+    X, y = X[:256], y[:256]
+    weights = np.ones(len(y))
+    weights[:64] = 0                          # the first batch, unshuffled
+    model = ConvNetClassifier(**{**SMALL, "learning_rate": "cosine", "max_iter": 2,
+                                 "batch_size": 64, "shuffle": False})
+    for _ in range(2):
+        model.partial_fit(X, y, classes=np.arange(10), sample_weight=weights)
+    assert model._optimizer.epochs_done == 2
+    before = model._network.flat_params.copy()
+    model.partial_fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(model._network.flat_params, before)
+
+
+# ----------------------------------------------------------------------
+# Targets outside what the loss can take
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("values", [(-1, 1), (0, 2), (-1.0, 1.0), (1, 2)])
+def test_multilabel_y_outside_zero_and_one_is_refused(digits, values):
+    X, y = digits
+    Y = np.stack([y % 2, y > 4, y == 0], axis=1)
+    bad = np.where(Y, values[1], values[0])
+    for call in (lambda m: m.fit(X[:100], bad[:100]),
+                 lambda m: m.partial_fit(X[:100], bad[:100])):
+        with pytest.raises(ValueError, match="0s and 1s"):
+            call(ConvNetClassifier(**SMALL))
+    ok = _quiet_fit(ConvNetClassifier(**SMALL), X[:100], Y[:100].astype(bool))
+    assert ok.loss_ > 0
+
+
+@pytest.mark.parametrize("classes", [[0, 1], [0, 1, 2, 3], [1, 2, 3], ["a", "b", "c"]])
+def test_partial_fit_multilabel_checks_classes(digits, classes):
+    X, y = digits
+    Y = np.stack([y % 2, y > 4, y == 0], axis=1).astype(int)
+    with pytest.raises(ValueError, match="classes"):
+        ConvNetClassifier(**SMALL).partial_fit(X[:100], Y[:100], classes=classes)
+    model = ConvNetClassifier(**SMALL).partial_fit(X[:100], Y[:100], classes=[2, 0, 1])
+    assert list(model.classes_) == [0, 1, 2]
+
+
+# ----------------------------------------------------------------------
+# Batch norm and the memory limits
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("n_samples, batch_size", [(10, 1), (9, 4), (1, "auto")])
+def test_batch_norm_with_one_value_per_map_is_refused(n_samples, batch_size):
+    rng = np.random.RandomState(0)
+    X = rng.rand(n_samples, 1, 2, 2).astype(np.float32)   # pooled to 1x1 maps
+    y = np.arange(n_samples) % 2
+    model = ConvNetClassifier(conv_layers=((4, 3), (4, 3)), batch_norm=True,
+                              batch_size=batch_size, hidden_layer_sizes=(4,),
+                              max_iter=1, random_state=0)
+    with pytest.raises(ValueError, match="more than one value per feature map"):
+        if n_samples == 1:
+            model.partial_fit(X, y, classes=[0, 1])
+        else:
+            model.fit(X, y)
+    # two samples per batch are enough
+    _quiet_fit(model.set_params(batch_size=2), np.concatenate([X, X]),
+               np.tile([0, 1], n_samples))
+
+
+def test_public_batch_norm_op_refuses_one_value_per_channel():
+    from pyconvnet import ops
+
+    x = np.ones((1, 3, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        ops.batch_norm(x, np.ones(3), np.zeros(3))
+    y, _, _ = ops.batch_norm(np.ones((2, 3, 1, 1)), np.ones(3), np.zeros(3))
+    assert y.shape == (2, 3, 1, 1)
+
+
+def test_dense_layers_too_large_are_refused_before_allocating():
+    X = np.random.RandomState(0).rand(10, 64).astype(np.float32)
+    y = np.arange(10) % 2
+    for hidden, match in [((2**26,), "dense layer 1.*exceed"),
+                          ((8, 2**28), "dense layer 2.*exceed")]:
+        with pytest.raises(ValueError, match=match):
+            ConvNetClassifier(hidden_layer_sizes=hidden).fit(X, y)
+
+
+def test_layers_and_batches_larger_than_memory_are_refused(monkeypatch):
+    """Activations and parameters are checked against the machine's memory
+    before anything is allocated (the machine is made small here)."""
+    from pyconvnet import ops
+
+    monkeypatch.setattr(ops, "_physical_memory", lambda: 64 * 2**20)
+    X = np.zeros((64, 1, 64, 64), np.float32)
+    y = np.arange(64) % 2
+    # 512 maps of 64x64, a batch of 64, output and gradient: 1 GiB
+    with pytest.raises(ValueError, match=r"layer 1 \(conv\).*batch of 64.*GiB"):
+        ConvNetClassifier(conv_layers=((512, 3),), hidden_layer_sizes=(4,)).fit(X, y)
+    # three layers of 32 MiB each (two convolutions and the flatten): none
+    # alone, but all together
+    with pytest.raises(ValueError, match="the network's layers"):
+        ConvNetClassifier(conv_layers=((16, 3), (16, 3)), pooling=None,
+                          hidden_layer_sizes=(4,)).fit(X, y)
+    # parameters: 4 * 2**24 float32 values, with gradients and moments 1 GiB
+    with pytest.raises(ValueError, match="parameters"):
+        ConvNetClassifier(conv_layers=(), hidden_layer_sizes=(4096,)).fit(X, y)
+    # a model that fits trains, and predicts in batches small enough
+    model = ConvNetClassifier(conv_layers=((32, 3),), hidden_layer_sizes=(4,),
+                              batch_size=2, max_iter=1, random_state=0)
+    _quiet_fit(model, X[:4], y[:4])
+    assert model.predict_proba(X).shape == (64, 2)
+
+
+def test_prediction_batches_shrink_for_large_images(monkeypatch):
+    import pyconvnet._classifier as classifier
+
+    X = np.random.RandomState(0).rand(40, 1, 16, 16).astype(np.float32)
+    y = np.arange(40) % 2
+    model = _quiet_fit(ConvNetClassifier(conv_layers=((8, 3),), hidden_layer_sizes=(4,),
+                                         max_iter=1, random_state=0), X, y)
+    expected = model.predict_proba(X)
+    seen = []
+    original = model._network.predict_log_proba
+    monkeypatch.setattr(model._network, "predict_log_proba",
+                        lambda x: (seen.append(len(x)), original(x))[1])
+    # room for the largest layer (8 maps of 16x16) of 3 samples at a time
+    monkeypatch.setattr(classifier, "PREDICT_BYTES", 3 * 8 * 16 * 16 * 4)
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-5)
+    assert max(seen) == 3 and sum(seen) == 40
+
+
+# ----------------------------------------------------------------------
+# The command line
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("argv, option", [
+    (["--learning-rate", "inf"], "--learning-rate"),
+    (["--alpha", "nan"], "--alpha"), (["--dropout", "inf"], "--dropout"),
+    (["--threads", "0"], "--threads"), (["--pool-size", "0"], "--pool-size"),
+    (["--conv-layers", "0:3"], "--conv-layers"), (["--hidden", "0"], "--hidden"),
+    (["--schedule", "warp"], "--schedule"), (["--augment", "rotate"], "--augment"),
+])
+def test_main_job_names_the_bad_option_before_loading(argv, option, capsys, monkeypatch):
+    import pyconvnet.__main__ as cli
+
+    monkeypatch.setattr(cli, "_load", lambda *a: pytest.fail("data loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
+    assert "None" not in err.split("error:")[1]     # nothing that cannot be typed
+
+
+def test_main_job_passes_every_new_option_to_the_estimator(monkeypatch):
+    import pyconvnet.__main__ as cli
+
+    seen = {}
+
+    def fit(self, X, y):
+        seen.update(self.get_params())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.ConvNetClassifier, "fit", fit)
+    argv = ["--augment", "translate+flip", "--batch-norm", "--solver", "sgd",
+            "--schedule", "cosine", "--padding", "valid", "--pool-size", "3",
+            "--alpha", "0.01", "--early-stopping", "--no-mlp", "--quiet"]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    assert {k: seen[k] for k in ("augment", "batch_norm", "solver", "learning_rate",
+                                 "padding", "pool_size", "alpha", "early_stopping")} == {
+        "augment": "translate+flip", "batch_norm": True, "solver": "sgd",
+        "learning_rate": "cosine", "padding": "valid", "pool_size": 3,
+        "alpha": 0.01, "early_stopping": True}
+
+
+def test_unbuilt_source_tree_says_what_to_do(tmp_path):
+    """Run from a clone next to a non-editable install, Python imports the
+    source folder, which has no compiled modules."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pyconvnet
+
+    source = tmp_path / "pyconvnet"
+    shutil.copytree(pyconvnet.__path__[0], source,
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    # Editable installs resolve submodules through a finder of their own;
+    # drop it so that only the source folder is seen, as after `pip install .`.
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if 'editable' not in repr(f).lower()]; import pyconvnet")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "compiled modules are not built" in result.stderr
+    assert "circular import" not in result.stderr.splitlines()[-1]
