@@ -732,8 +732,14 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
+        self._start_stopping_rule(self.early_stopping)
+        self._publish_architecture()
+
+    def _start_stopping_rule(self, early_stopping):
+        """The state of the stopping rule: the validation score's with
+        ``early_stopping``, the training loss's without (as MLPClassifier)."""
         self._no_improvement_count = 0
-        if self.early_stopping:
+        if early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
@@ -741,7 +747,6 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
-        self._publish_architecture()
 
     def _publish_architecture(self):
         # The weight layers (convolutions and dense layers), as in
@@ -773,6 +778,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, X, y, sample_weight, incremental, n_threads):
         rng = self._random_state
         early_stopping = self.early_stopping and not incremental
+        if (self.validation_scores_ is not None) != early_stopping:
+            # A warm start or partial_fit after early_stopping was switched:
+            # the other rule starts afresh.
+            self._start_stopping_rule(early_stopping)
         if early_stopping:
             X, X_val, y, y_val, sample_weight, sw_val = _validation_split(
                 X, y, sample_weight, self.validation_fraction, rng,

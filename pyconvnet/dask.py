@@ -123,13 +123,19 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
                 Xb, yb, wb = pending.result()
                 if k + 1 < n_blocks:
                     pending = prefetcher.submit(fetch, order[k + 1])
-                model.partial_fit(Xb, yb, classes=classes, sample_weight=wb)
+                if len(Xb):        # a boolean mask may have emptied a block
+                    model.partial_fit(Xb, yb, classes=classes, sample_weight=wb)
                 classes = None if hasattr(model, "classes_") else classes
                 del Xb, yb, wb
     return model
 
 
 def _predict_block(block, model, method):
+    if block.shape[0] == 0:
+        # A block that a boolean mask emptied: the model refuses 0 samples,
+        # its part of the result is simply empty.
+        one = getattr(model, method)(np.zeros((1,) + block.shape[1:], block.dtype))
+        return one[:0]
     return getattr(model, method)(block)
 
 

@@ -879,3 +879,18 @@ def test_unbuilt_source_tree_says_what_to_do(tmp_path):
     assert result.returncode != 0
     assert "compiled modules are not built" in result.stderr
     assert "circular import" not in result.stderr.splitlines()[-1]
+
+
+def test_switching_early_stopping_between_fits(digits):
+    """A warm start or partial_fit after early_stopping was switched runs the
+    other stopping rule from its start."""
+    X, y = digits
+    model = _quiet_fit(ConvNetClassifier(warm_start=True, **SMALL), X[:300], y[:300])
+    _quiet_fit(model.set_params(early_stopping=True), X[:300], y[:300])
+    assert len(model.validation_scores_) == model.n_iter_ and model.best_loss_ is None
+    _quiet_fit(model.set_params(early_stopping=False), X[:300], y[:300])
+    assert model.validation_scores_ is None and model.best_loss_ == min(model.loss_curve_[-5:])
+    model.set_params(early_stopping=True)
+    _quiet_fit(model, X[:300], y[:300])
+    model.set_params(early_stopping=False).partial_fit(X[:300], y[:300])
+    assert model.best_loss_ == model.loss_curve_[-1]
