@@ -148,7 +148,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         a cosine over ``max_iter`` epochs, ``learning_rate_init * (1 +
         cos(pi * epochs_done / max_iter)) / 2``, updated every batch (each
         ``fit`` runs the whole schedule; ``partial_fit`` calls count as
-        epochs of one schedule, which stays at 0 after ``max_iter`` of them).
+        epochs of one schedule, which stays at 0 after ``max_iter`` of them;
+        the position counts samples, zero-weighted ones included).
         Early stopping may end a run before the step reaches 0.
     learning_rate_init : float, default=0.001
     power_t : float, default=0.5
@@ -168,7 +169,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     verbose : bool or int, default=False
         Print the architecture and one line per epoch.
     warm_start : bool, default=False
-        Continue from the previous fit's weights.
+        Continue from the previous fit's weights. The hyperparameters that
+        shape the network (conv_layers, padding, pooling, pool_size,
+        hidden_layer_sizes, activation, dropout, batch_norm, an explicit
+        image_shape or dtype) must be those of the first fit: a change is a
+        ValueError naming it. As in MLPClassifier, each ``fit`` builds its
+        optimizer from the current solver and step hyperparameters.
     momentum : float, default=0.9
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False

@@ -5,7 +5,8 @@ writes one ``.npz`` archive: the weights as plain arrays, and the
 hyperparameters, fitted attributes and pyconvnet version as JSON text.
 ``load`` reads it with ``allow_pickle=False``, rebuilds the network from the
 hyperparameters and checks every stored array against the shape and dtype
-the network expects, so a tampered or truncated file raises an error — it
+the network expects (and the optimizer's state, so that training continues
+where it stood), so a tampered or truncated file raises an error — it
 never runs code and never yields a model with mismatched shapes.
 """
 import json
@@ -121,15 +122,21 @@ def _npy_header(archive, info):
         return shape, dtype, fortran, f.tell()
 
 
-def _read_member(archive, info, header):
-    """The array of one member whose header was checked, read with pickle
-    disabled and its declared size matched to the bytes that follow."""
+def _check_member_size(info, header):
+    """The member's size (from the zip directory) is its header's declared
+    array and nothing else: checked before anything is allocated for it."""
     shape, dtype, _, offset = header
     n_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if info.file_size != offset + n_bytes:
         raise ValueError(
             f"{info.filename}: {info.file_size} bytes, but its header declares "
             f"{offset + n_bytes}")
+
+
+def _read_member(archive, info, header):
+    """The array of one member whose header was checked, read with pickle
+    disabled and its declared size matched to the bytes that follow."""
+    _check_member_size(info, header)
     with archive.open(info) as f:
         return np.lib.format.read_array(f, allow_pickle=False)
 
@@ -344,6 +351,10 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
                 f"found {tuple(header[0])} {header[1]}")
         headers[name] = (info, header)
 
+    # Every member holds exactly what its header declares, before the network
+    # (as large as the declared weights) is allocated.
+    for info, header in headers.values():
+        _check_member_size(info, header)
     # Everything declared matches: now read, into the network built the way
     # fit builds it.
     classes = _read_member(archive, class_info, class_header)

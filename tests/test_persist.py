@@ -222,9 +222,9 @@ def _with_meta(path, out, meta):
 def _npy_header_claiming(shape, dtype="<f4"):
     """A .npy header declaring ``shape``, with no data after it."""
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
+    np.lib.format.write_array_header_1_0(   # the magic string included
         buf, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
-    return np.lib.format.magic(1, 0) + buf.getvalue()
+    return buf.getvalue()
 
 
 def _hostile_files(path, tmp_path):
@@ -424,3 +424,37 @@ def test_every_corrupted_byte_and_compression_field_gives_value_error(fitted, tm
         except ValueError:
             continue
         assert loaded.predict_proba(X[:3]).shape == (3, len(loaded.classes_))
+
+
+def test_declared_weights_without_their_data_are_refused_before_allocating(fitted,
+                                                                           tmp_path):
+    """A file whose metadata and headers agree on a 2 GB dense layer, but
+    which holds none of its bytes: refused from the zip directory's sizes,
+    not after building a 2 GB network."""
+    from pyconvnet._network import param_shapes
+
+    model, _ = fitted
+    path = tmp_path / "model.npz"
+    pyconvnet.save(model, path)
+    meta = _meta_of(path)
+    hidden = [2**29 // 8]
+    meta["params"]["hidden_layer_sizes"] = hidden
+    meta["params"]["dropout"] = 0.0
+    meta["optimizer"] = None
+    plan = model.set_params(hidden_layer_sizes=tuple(hidden), dropout=0.0)._plan(
+        model.image_shape_, len(model.classes_), np.float32)
+    model.set_params(hidden_layer_sizes=(12, 8), dropout=0.1)
+    shapes = param_shapes(plan)
+    meta["n_params"] = len(shapes)
+    staged = tmp_path / "staged.npz"
+    _with_meta(path, staged, meta)
+    hostile = tmp_path / "hostile.npz"
+    with zipfile.ZipFile(staged) as src, zipfile.ZipFile(hostile, "w") as dst:
+        dst.writestr("__meta__.npy", src.read("__meta__.npy"))
+        dst.writestr("classes.npy", src.read("classes.npy"))
+        for i, shape in enumerate(shapes):
+            dst.writestr(f"param_{i}.npy",
+                         _npy_header_claiming(tuple(int(v) for v in shape)))
+    assert np.prod(shapes[-4]) * 4 >= 2**30          # the dense layer: >= 1 GiB
+    seconds, peak_mb = _load_bounded(hostile)
+    assert seconds < 1.0 and peak_mb < 50, (seconds, peak_mb)
