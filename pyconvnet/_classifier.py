@@ -639,8 +639,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if (incremental and old is not None and type(old) is kind
                 and getattr(old, "settings", None) == settings):
             return old
-        new = kind(self._network.flat_params, **settings)
-        new.settings = settings
+        new = self._new_optimizer(self._network.flat_params)
         if incremental and old is not None:
             scalars, arrays = old.get_state()
             new.epochs_done = scalars["epochs_done"]
@@ -650,6 +649,14 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 if kind is Adam:
                     new.t = old.t
         return new
+
+    def _new_optimizer(self, flat_params):
+        """An optimizer of ``flat_params`` with these hyperparameters, which
+        it keeps as ``settings`` to tell later whether they changed."""
+        kind, settings = self._optimizer_settings()
+        optimizer = kind(flat_params, **settings)
+        optimizer.settings = settings
+        return optimizer
 
     def _architecture(self):
         """The hyperparameters that shape the network, normalised so that

@@ -86,10 +86,19 @@ def save(model, path):
     # Where training stands (the schedule's position, a decayed rate, Adam's
     # step count and moments): a loaded model continues as the saved one
     # would, as a pickled copy does.
-    if model._optimizer is not None:
-        scalars, state = model._optimizer.get_state()
-        meta["optimizer"] = {"solver": model.solver,
-                             **{k: _jsonable(v) for k, v in scalars.items()}}
+    # The hyperparameters it was built with are saved too: if set_params
+    # changed the solver's since, the next partial_fit of the loaded model
+    # takes the new ones as the saved model's would.
+    optimizer = model._optimizer
+    if optimizer is not None:
+        scalars, state = optimizer.get_state()
+        settings = getattr(optimizer, "settings", None)
+        if settings is None:       # unpickled from a version without them
+            settings = model._optimizer_settings()[1]
+        meta["optimizer"] = {
+            "solver": _SOLVERS[type(optimizer).__name__],
+            "params": {_SETTING_PARAMS[k]: _jsonable(v) for k, v in settings.items()},
+            **{k: _jsonable(v) for k, v in scalars.items()}}
         arrays.update({f"optimizer_{name}": a for name, a in state.items()})
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                       for k, v in meta["fitted"].items()}
@@ -179,15 +188,34 @@ def _check_fitted(fitted):
     return out
 
 
+# The optimizer's class, and its constructor's arguments, as the estimator
+# names them.
+_SOLVERS = {"SGD": "sgd", "Adam": "adam"}
+_SETTING_PARAMS = {"learning_rate_init": "learning_rate_init",
+                   "lr_schedule": "learning_rate", "momentum": "momentum",
+                   "nesterov": "nesterovs_momentum", "power_t": "power_t",
+                   "beta_1": "beta_1", "beta_2": "beta_2", "epsilon": "epsilon"}
+
+
 def _check_optimizer(stored, model):
-    """The optimizer's scalars from the metadata, checked, and the names of
-    the state arrays the file must hold: (None, ()) for a file without
-    (written before the optimizer was saved, or never trained)."""
+    """The saved optimizer, checked: (a model whose hyperparameters are the
+    ones it was built with, its scalars, the names of the state arrays the
+    file must hold); (None, None, ()) for a file without one (written before
+    the optimizer was saved, or never trained)."""
     if stored is None:
-        return None, ()
-    if not isinstance(stored, dict) or stored.get("solver") != model.solver:
-        raise ValueError(f"bad optimizer state for solver {model.solver!r}")
-    kind, _ = model._optimizer_settings()
+        return None, None, ()
+    if (not isinstance(stored, dict) or stored.get("solver") not in ("sgd", "adam")
+            or not isinstance(stored.get("params"), dict)
+            or not set(stored["params"]) <= set(_SETTING_PARAMS.values())):
+        raise ValueError("bad optimizer state")
+    # The estimator's own checks judge the saved hyperparameters.
+    built = model.__class__(**{**model.get_params(), **stored["params"],
+                               "solver": stored["solver"]})
+    built._validate_params()
+    for key, value in stored["params"].items():
+        if isinstance(value, bool) != (key == "nesterovs_momentum"):
+            raise ValueError(f"optimizer parameter {key} has the wrong type")
+    kind, _ = built._optimizer_settings()
     scalars = {}
     for name in kind._scalars:
         value = _check_number(stored.get(name), f"optimizer {name}",
@@ -195,9 +223,9 @@ def _check_optimizer(stored, model):
         if not np.isfinite(value) or value > 2**53:
             raise ValueError(f"optimizer {name} must be finite, got {value}")
         scalars[name] = value
-    if set(stored) != {"solver", *kind._scalars}:
+    if set(stored) != {"solver", "params", *kind._scalars}:
         raise ValueError(f"unexpected optimizer fields {sorted(stored)}")
-    return scalars, kind._state
+    return built, scalars, kind._state
 
 
 def load(path):
@@ -326,7 +354,7 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     optimizer = _check_optimizer(meta.get("optimizer"), model)
     wanted = {_META_KEY + ".npy", "classes.npy"} | {
         f"param_{i}.npy" for i in range(len(expected))} | {
-        f"optimizer_{name}.npy" for name in optimizer[1]}
+        f"optimizer_{name}.npy" for name in optimizer[2]}
     if set(infos) != wanted or meta.get("n_params") != len(expected):
         raise ValueError(
             f"the file holds members {sorted(infos)[:8]}..., the architecture "
@@ -342,7 +370,7 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
                 f"{tuple(header[0])} {header[1]}")
         headers[i] = (info, header)
     n_values = sum(int(np.prod(shape, dtype=object)) for shape in expected)
-    for name in optimizer[1]:
+    for name in optimizer[2]:
         info = infos[f"optimizer_{name}.npy"]
         header = _npy_header(archive, info)
         if tuple(header[0]) != (n_values,) or header[1] != dtype or header[2]:
@@ -372,14 +400,15 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     for layer in model._network.layers:
         if layer.kind == "batchnorm" and (layer.params[3] < 0).any():
             raise ValueError("a batch-norm layer's running variance is negative")
-    if optimizer[0] is not None:
+    built, scalars, state_names = optimizer
+    if built is not None:
         state = {}
-        for name in optimizer[1]:
+        for name in state_names:
             state[name] = _read_member(archive, *headers[name])
             if not np.isfinite(state[name]).all():
                 raise ValueError(f"optimizer state {name} holds non-finite values")
-        model._optimizer = model._next_optimizer(incremental=False)
-        model._optimizer.set_state(optimizer[0], state)
+        model._optimizer = built._new_optimizer(model._network.flat_params)
+        model._optimizer.set_state(scalars, state)
     for key, value in fitted.items():
         setattr(model, key, value)
     if model.best_loss_ is None and not model.early_stopping:

@@ -122,6 +122,7 @@ def test_a_loaded_model_continues_as_a_pickled_copy(digits, tmp_path, params):
     np.testing.assert_array_equal(loaded._network.flat_params,
                                   pickled._network.flat_params)
     assert loaded._optimizer.get_state()[0] == pickled._optimizer.get_state()[0]
+    assert not hasattr(loaded, "feature_names_in_")
 
 
 def test_a_file_without_optimizer_state_still_loads(digits, tmp_path):
@@ -151,3 +152,24 @@ def test_a_file_without_optimizer_state_still_loads(digits, tmp_path):
     np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
     old.partial_fit(X[:50], y[:50])
     assert old.n_iter_ == 1
+
+
+@pytest.mark.parametrize("change", [{"solver": "sgd"}, {"learning_rate_init": 0.05},
+                                    {"learning_rate": "cosine", "max_iter": 3}])
+def test_a_file_saved_after_changing_the_solver_continues_as_a_pickle(digits, tmp_path,
+                                                                      change):
+    """set_params changed the optimizer's hyperparameters after training, then
+    save: the file still loads, and the next partial_fit takes the new ones
+    as the pickled copy's does."""
+    X, y = digits
+    X, y = X[:256], y[:256]
+    model = ConvNetClassifier(conv_layers=((4, 3),), hidden_layer_sizes=(8,),
+                              shuffle=False, random_state=0)
+    model.partial_fit(X, y, classes=np.unique(y))
+    model.set_params(**change)
+    pickled = pickle.loads(pickle.dumps(model))
+    loaded = _loaded(model, tmp_path / "m.npz")
+    for other in (pickled, loaded):
+        other.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded._network.flat_params,
+                                  pickled._network.flat_params)
