@@ -617,15 +617,19 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             self._train(X, y, sample_weight, incremental, n_threads)
         return self
 
+    # The hyperparameters each solver takes, by the estimator's names.
+    _SOLVER_PARAMS = {
+        "sgd": ("learning_rate_init", "learning_rate", "momentum",
+                "nesterovs_momentum", "power_t"),
+        "adam": ("learning_rate_init", "learning_rate", "beta_1", "beta_2",
+                 "epsilon"),
+    }
+
     def _optimizer_settings(self):
-        """The solver and its hyperparameters, as the optimizer takes them."""
-        if self.solver == "sgd":
-            return SGD, dict(learning_rate_init=self.learning_rate_init,
-                             lr_schedule=self.learning_rate, momentum=self.momentum,
-                             nesterov=self.nesterovs_momentum, power_t=self.power_t)
-        return Adam, dict(learning_rate_init=self.learning_rate_init,
-                          beta_1=self.beta_1, beta_2=self.beta_2,
-                          epsilon=self.epsilon, lr_schedule=self.learning_rate)
+        """The solver and its hyperparameters, by the estimator's names:
+        what an optimizer is built from, and what ``save`` writes."""
+        return {"solver": self.solver,
+                **{name: getattr(self, name) for name in self._SOLVER_PARAMS[self.solver]}}
 
     def _next_optimizer(self, incremental):
         """The optimizer of this call. As in MLPClassifier, every ``fit`` (a
@@ -634,59 +638,70 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         hyperparameters were changed since, which then take effect: a new
         optimizer at the same point of the schedule, keeping the moments
         (or velocities) when the solver is the same."""
-        kind, settings = self._optimizer_settings()
         old = self._optimizer
-        if (incremental and old is not None and type(old) is kind
-                and getattr(old, "settings", None) == settings):
+        if (incremental and old is not None
+                and getattr(old, "settings", None) == self._optimizer_settings()):
             return old
         new = self._new_optimizer(self._network.flat_params)
         if incremental and old is not None:
             scalars, arrays = old.get_state()
             new.epochs_done = scalars["epochs_done"]
-            if type(old) is kind:
+            if type(old) is type(new):
                 for name, array in arrays.items():
                     getattr(new, name)[...] = array
-                if kind is Adam:
+                if isinstance(new, Adam):
                     new.t = old.t
         return new
 
     def _new_optimizer(self, flat_params):
         """An optimizer of ``flat_params`` with these hyperparameters, which
         it keeps as ``settings`` to tell later whether they changed."""
-        kind, settings = self._optimizer_settings()
-        optimizer = kind(flat_params, **settings)
+        p = settings = self._optimizer_settings()
+        if p["solver"] == "sgd":
+            optimizer = SGD(flat_params, p["learning_rate_init"], p["learning_rate"],
+                            p["momentum"], p["nesterovs_momentum"], p["power_t"])
+        else:
+            optimizer = Adam(flat_params, p["learning_rate_init"], p["beta_1"],
+                             p["beta_2"], p["epsilon"], p["learning_rate"])
         optimizer.settings = settings
         return optimizer
 
-    def _architecture(self):
-        """The hyperparameters that shape the network, normalised so that
+    # The hyperparameters that shape the network.
+    _ARCHITECTURE_PARAMS = ("conv_layers", "padding", "pooling", "pool_size",
+                            "hidden_layer_sizes", "activation", "dropout",
+                            "batch_norm", "image_shape", "dtype")
+
+    def _architecture(self, params=None):
+        """The hyperparameters that shape the network (this estimator's, or
+        those of ``params``, a dict by the same names), normalised so that
         equal architectures compare equal ((5, 5) and 5, "logistic" and
         "sigmoid")."""
+        p = self.get_params() if params is None else params
         pool = None
-        if self.pooling is not None:
-            pool = _check_sizes(self.pool_size, "pool_size")
+        if p["pooling"] is not None:
+            pool = _check_sizes(p["pool_size"], "pool_size")
             if len(pool) not in (1, 2):
                 raise ValueError(
-                    f"pool_size must be an int or an (h, w) pair, got {self.pool_size!r}")
+                    f"pool_size must be an int or an (h, w) pair, got {p['pool_size']!r}")
             pool = pool * (3 - len(pool))
         image_shape = None
-        if self.image_shape is not None:
-            image_shape = _check_sizes(self.image_shape, "image_shape")
+        if p["image_shape"] is not None:
+            image_shape = _check_sizes(p["image_shape"], "image_shape")
             image_shape = (1,) * (3 - len(image_shape)) + image_shape
         return {
-            "conv_layers": _check_conv_layers(self.conv_layers),
-            "padding": self.padding,
-            "pooling": self.pooling,
+            "conv_layers": _check_conv_layers(p["conv_layers"]),
+            "padding": p["padding"],
+            "pooling": p["pooling"],
             "pool_size": pool,
-            "hidden_layer_sizes": _check_sizes(self.hidden_layer_sizes,
+            "hidden_layer_sizes": _check_sizes(p["hidden_layer_sizes"],
                                                "hidden_layer_sizes"),
-            "activation": ALIASES.get(self.activation, self.activation),
-            "dropout": float(self.dropout),
-            "batch_norm": bool(self.batch_norm),
+            "activation": ALIASES.get(p["activation"], p["activation"]),
+            "dropout": float(p["dropout"]),
+            "batch_norm": bool(p["batch_norm"]),
             "image_shape": image_shape,
             # A name, not a numpy dtype: np.dtype(None) is float64, and
             # float64 would compare equal to None.
-            "dtype": None if self.dtype is None else np.dtype(self.dtype).name,
+            "dtype": None if p["dtype"] is None else np.dtype(p["dtype"]).name,
         }
 
     def _check_architecture_unchanged(self, what):
@@ -695,9 +710,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         has been changed since (``set_params``), instead of silently keeping
         the old network (or writing a file whose parameters describe another
         one)."""
-        built = self.__dict__.get("_built_architecture")
-        if built is None:          # unpickled from a version that did not keep it
+        built_params = self.__dict__.get("_built_params")
+        if built_params is None:   # unpickled from a version that did not keep them
             return
+        built = self._architecture(built_params)
         now = self._architecture()
         changed = [name for name, value in now.items() if value != built[name]]
         # None means "the fitted precision", and an image_shape of None "as
@@ -713,7 +729,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 "hyperparameters that shape it were changed since: "
                 + ", ".join(f"{name}={params[name]!r}" for name in changed)
                 + " (the network was built with "
-                + ", ".join(f"{name}={self._built_params[name]!r}" for name in changed)
+                + ", ".join(f"{name}={built_params[name]!r}" for name in changed)
                 + "); set them back, or fit a new model with warm_start=False")
 
     def _plan(self, image_shape, n_classes, dtype):
@@ -739,9 +755,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         self._network = build_network(plan, image_shape, self._random_state, dtype,
                                       "logistic" if multilabel else "softmax")
         self._optimizer = None
-        self._built_architecture = self._architecture()
-        self._built_params = {name: value for name, value in self.get_params().items()
-                              if name in self._built_architecture}
+        params = self.get_params()
+        self._built_params = {name: params[name] for name in self._ARCHITECTURE_PARAMS}
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -812,10 +827,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         batch_size = self._batch_size(n_samples)
 
         network = self._network
-        # The smallest batch of an epoch: the last one, unless batches divide
-        # the samples evenly.
-        network.check_batch(batch_size, training=True)
-        network.check_batch(n_samples % batch_size or batch_size, training=True)
+        # The full batches and the last one, which is smaller unless batches
+        # divide the samples evenly.
+        for size in {batch_size, n_samples % batch_size or batch_size}:
+            network.check_batch(size, training=True)
         params = network.flat_params
         optimizer = self._optimizer
         images = self._images(X)

@@ -15,6 +15,8 @@ import zipfile
 
 import numpy as np
 
+from ._optimizers import SGD, Adam
+
 FORMAT = "pyconvnet-model"
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
@@ -94,10 +96,9 @@ def save(model, path):
         scalars, state = optimizer.get_state()
         settings = getattr(optimizer, "settings", None)
         if settings is None:       # unpickled from a version without them
-            settings = model._optimizer_settings()[1]
+            settings = model._optimizer_settings()
         meta["optimizer"] = {
-            "solver": _SOLVERS[type(optimizer).__name__],
-            "params": {_SETTING_PARAMS[k]: _jsonable(v) for k, v in settings.items()},
+            "params": {k: _jsonable(v) for k, v in settings.items()},
             **{k: _jsonable(v) for k, v in scalars.items()}}
         arrays.update({f"optimizer_{name}": a for name, a in state.items()})
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -188,13 +189,17 @@ def _check_fitted(fitted):
     return out
 
 
-# The optimizer's class, and its constructor's arguments, as the estimator
-# names them.
-_SOLVERS = {"SGD": "sgd", "Adam": "adam"}
-_SETTING_PARAMS = {"learning_rate_init": "learning_rate_init",
-                   "lr_schedule": "learning_rate", "momentum": "momentum",
-                   "nesterov": "nesterovs_momentum", "power_t": "power_t",
-                   "beta_1": "beta_1", "beta_2": "beta_2", "epsilon": "epsilon"}
+def _check_params(cls, params):
+    """An estimator of class ``cls`` with ``params`` read from a file, judged
+    by the estimator's own checks — and more strictly on one point:
+    scikit-learn's validation takes True for an int; a file does not get to."""
+    model = cls(**params)
+    model._validate_params()
+    defaults = cls().get_params()
+    for key, value in params.items():
+        if isinstance(value, bool) and not isinstance(defaults.get(key), bool):
+            raise ValueError(f"parameter {key} must not be a bool, got {value!r}")
+    return model
 
 
 def _check_optimizer(stored, model):
@@ -204,18 +209,13 @@ def _check_optimizer(stored, model):
     the optimizer was saved, or never trained)."""
     if stored is None:
         return None, None, ()
-    if (not isinstance(stored, dict) or stored.get("solver") not in ("sgd", "adam")
-            or not isinstance(stored.get("params"), dict)
-            or not set(stored["params"]) <= set(_SETTING_PARAMS.values())):
+    settings = stored.get("params") if isinstance(stored, dict) else None
+    solver_params = model._SOLVER_PARAMS.get(
+        settings.get("solver") if isinstance(settings, dict) else None)
+    if solver_params is None or set(settings) != {"solver", *solver_params}:
         raise ValueError("bad optimizer state")
-    # The estimator's own checks judge the saved hyperparameters.
-    built = model.__class__(**{**model.get_params(), **stored["params"],
-                               "solver": stored["solver"]})
-    built._validate_params()
-    for key, value in stored["params"].items():
-        if isinstance(value, bool) != (key == "nesterovs_momentum"):
-            raise ValueError(f"optimizer parameter {key} has the wrong type")
-    kind, _ = built._optimizer_settings()
+    built = _check_params(type(model), {**model.get_params(), **settings})
+    kind = SGD if settings["solver"] == "sgd" else Adam
     scalars = {}
     for name in kind._scalars:
         value = _check_number(stored.get(name), f"optimizer {name}",
@@ -223,7 +223,7 @@ def _check_optimizer(stored, model):
         if not np.isfinite(value) or value > 2**53:
             raise ValueError(f"optimizer {name} must be finite, got {value}")
         scalars[name] = value
-    if set(stored) != {"solver", "params", *kind._scalars}:
+    if set(stored) != {"params", *kind._scalars}:
         raise ValueError(f"unexpected optimizer fields {sorted(stored)}")
     return built, scalars, kind._state
 
@@ -304,13 +304,7 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     if not isinstance(meta["params"], dict):
         raise ValueError("bad params")
     params = {k: _tupled(v) for k, v in meta["params"].items()}
-    model = ConvNetClassifier(**params)
-    model._validate_params()
-    # scikit-learn's validation takes True for an int; a file does not get to.
-    defaults = ConvNetClassifier().get_params()
-    for key, value in params.items():
-        if isinstance(value, bool) and not isinstance(defaults.get(key), bool):
-            raise ValueError(f"parameter {key} must not be a bool, got {value!r}")
+    model = _check_params(ConvNetClassifier, params)
     # n_threads is not checked against this machine here: a model saved on a
     # 64-core machine with n_threads=32 still loads on a laptop, and fit or
     # predict then refuse the count with a ValueError naming n_threads until

@@ -130,12 +130,11 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
     return model
 
 
-def _predict_block(block, model, method):
+def _predict_block(block, model, method, empty):
     if block.shape[0] == 0:
         # A block that a boolean mask emptied: the model refuses 0 samples,
-        # its part of the result is simply empty.
-        one = getattr(model, method)(np.zeros((1,) + block.shape[1:], block.dtype))
-        return one[:0]
+        # its part of the result is ``empty``.
+        return empty
     return getattr(model, method)(block)
 
 
@@ -153,15 +152,14 @@ def _map(model, X, method):
     multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
     shared = dask.delayed(model, pure=True)
     if method == "predict" and not multilabel:
-        dtype = np.asarray(model.classes_).dtype
-        return X.map_blocks(_predict_block, shared, method, dtype=dtype,
-                            drop_axis=list(range(1, X.ndim)),
-                            meta=np.empty((0,), dtype))
+        empty = np.empty((0,), np.asarray(model.classes_).dtype)
+        return X.map_blocks(_predict_block, shared, method, empty, dtype=empty.dtype,
+                            drop_axis=list(range(1, X.ndim)), meta=empty)
     dtype = np.dtype(int) if method == "predict" else np.dtype(model._dtype)
-    return X.map_blocks(_predict_block, shared, method, dtype=dtype,
+    empty = np.empty((0, n_out), dtype)
+    return X.map_blocks(_predict_block, shared, method, empty, dtype=dtype,
                         drop_axis=list(range(2, X.ndim)),
-                        chunks=(X.chunks[0], (n_out,)),
-                        meta=np.empty((0, 0), dtype))
+                        chunks=(X.chunks[0], (n_out,)), meta=empty)
 
 
 def predict(model, X):
