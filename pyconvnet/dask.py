@@ -130,11 +130,11 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
     return model
 
 
-def _predict_block(block, model, method, empty):
+def _predict_block(block, model, method, tail, dtype):
     if block.shape[0] == 0:
         # A block that a boolean mask emptied: the model refuses 0 samples,
-        # its part of the result is ``empty``.
-        return empty
+        # its part of the result is empty, of shape (0, *tail).
+        return np.empty((0,) + tail, dtype)
     return getattr(model, method)(block)
 
 
@@ -152,14 +152,15 @@ def _map(model, X, method):
     multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
     shared = dask.delayed(model, pure=True)
     if method == "predict" and not multilabel:
-        empty = np.empty((0,), np.asarray(model.classes_).dtype)
-        return X.map_blocks(_predict_block, shared, method, empty, dtype=empty.dtype,
-                            drop_axis=list(range(1, X.ndim)), meta=empty)
+        dtype = np.asarray(model.classes_).dtype
+        return X.map_blocks(_predict_block, shared, method, (), dtype.str,
+                            dtype=dtype, drop_axis=list(range(1, X.ndim)),
+                            meta=np.empty((0,), dtype))
     dtype = np.dtype(int) if method == "predict" else np.dtype(model._dtype)
-    empty = np.empty((0, n_out), dtype)
-    return X.map_blocks(_predict_block, shared, method, empty, dtype=dtype,
-                        drop_axis=list(range(2, X.ndim)),
-                        chunks=(X.chunks[0], (n_out,)), meta=empty)
+    return X.map_blocks(_predict_block, shared, method, (n_out,), dtype.str,
+                        dtype=dtype, drop_axis=list(range(2, X.ndim)),
+                        chunks=(X.chunks[0], (n_out,)),
+                        meta=np.empty((0, n_out), dtype))
 
 
 def predict(model, X):

@@ -196,4 +196,5 @@ def test_the_model_enters_the_graph_once(data):
         tasks = [task for key, task in dict(lazy.__dask_graph__()).items()
                  if key[0] == lazy.name]          # the predicting tasks
         assert len(tasks) == Xd.numblocks[0] == 40
-        assert sum(len(cloudpickle.dumps(task)) for task in tasks) < model_bytes, method
+        # A task that carried the model would be larger than the model.
+        assert max(len(cloudpickle.dumps(task)) for task in tasks) < model_bytes / 4, method
