@@ -2,6 +2,12 @@
 
 The extensions are cythonized and compiled with -O3 (/O2 with MSVC).
 -march=native is never used: a wheel must run on any CPU of its platform.
+Instead, on x86-64 the kernels that gain from wider vectors are compiled
+once per instruction set -- ``pyconvnet/_kernels/unfold_{generic,avx2,
+avx512}`` from one source, with the flags of ISA_FLAGS -- and
+``pyconvnet._kernels`` runs the best one the CPU supports, checked at
+import. A compiler that refuses an instruction set's flags leaves that build
+out (the others still work); other architectures build the generic one only.
 
 OpenMP is used when the compiler this build uses -- the one setuptools
 configured, with CC, CFLAGS, CPPFLAGS and LDFLAGS applied -- can compile, link
@@ -56,7 +62,18 @@ OPENMP_PROBE = textwrap.dedent(
     """
 )
 
-EXTENSIONS = ["_openmp", "_conv", "_pool", "_optim", "_batchnorm", "_dense"]
+KERNELS = "pyconvnet/_kernels"
+EXTENSIONS = ["runtime", "conv_im2col", "pool", "optim", "batchnorm", "dense"]
+
+# The instruction-set builds: name -> (gcc/clang flags, MSVC flags). avx512
+# is x86-64-v4's set (F, CD, BW, DQ, VL), which runtime.cpu_instruction_sets
+# checks as a whole.
+ISA_FLAGS = {
+    "generic": ([], []),
+    "avx2": (["-mavx2", "-mfma"], ["/arch:AVX2"]),
+    "avx512": (["-mavx2", "-mfma", "-mavx512f", "-mavx512cd", "-mavx512bw",
+                "-mavx512dq", "-mavx512vl"], ["/arch:AVX512"]),
+}
 
 
 def _flag(name):
@@ -69,6 +86,33 @@ def _cross_compiling():
     host = os.environ.get("_PYTHON_HOST_PLATFORM")
     # e.g. "macosx-11.0-arm64" on an x86_64 machine.
     return bool(host) and not host.endswith(platform.machine())
+
+
+def _target_is_x86():
+    host = os.environ.get("_PYTHON_HOST_PLATFORM") or platform.machine()
+    return any(name in host.lower() for name in ("x86_64", "amd64", "x86", "i686"))
+
+
+def _isa_of(module):
+    """The instruction set a module is built for (unfold_avx2: "avx2"), or
+    None for the modules built once."""
+    name = module.rsplit(".", 1)[-1]
+    return name[len("unfold_"):] if name.startswith("unfold_") else None
+
+
+def _compiles(compiler, flags):
+    """Whether ``compiler`` compiles a small C file with ``flags``."""
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "isa.c")
+        with open(src, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+        return True
+    except Exception:  # a CompileError: the compiler does not know the flags
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _openmp_flag(compiler):
@@ -142,9 +186,18 @@ class BuildExt(build_ext):
             omp = []
         else:
             print(f"pyconvnet: OpenMP flags {omp} ({why})", file=sys.stderr)
+        kept = []
         for ext in self.extensions:
-            ext.extra_compile_args = args + omp
+            isa = _isa_of(ext.name)
+            isa_flags = [] if isa is None else ISA_FLAGS[isa][1 if msvc else 0]
+            if isa_flags and not _compiles(self.compiler, isa_flags):
+                print(f"pyconvnet: the compiler refuses {isa_flags}: the {isa} "
+                      "kernels are not built", file=sys.stderr)
+                continue
+            ext.extra_compile_args = args + omp + isa_flags
             ext.extra_link_args = list(omp)
+            kept.append(ext)
+        self.extensions = kept
         # Always compile: setuptools reuses a module in build/ whose sources
         # are older, whatever flags built it (a serial build would then ship
         # the OpenMP modules of an earlier build, or the other way round).
@@ -156,13 +209,17 @@ def extensions():
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
     exts = [
         Extension(
-            f"pyconvnet.{name}",
-            [f"pyconvnet/{name}.pyx"],
+            f"pyconvnet._kernels.{name}",
+            [f"{KERNELS}/{name}.pyx"],
             include_dirs=[np.get_include()],
             define_macros=macros,
         )
         for name in EXTENSIONS
     ]
+    for isa in ISA_FLAGS if _target_is_x86() else ["generic"]:
+        exts.append(Extension(f"pyconvnet._kernels.unfold_{isa}",
+                              [f"{KERNELS}/unfold_{isa}.pyx"],
+                              define_macros=macros))
     checks = _flag("PYCONVNET_BOUNDSCHECK")
     directives = {
         "language_level": 3,

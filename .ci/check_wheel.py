@@ -6,6 +6,9 @@ python .ci/check_wheel.py WHEEL [--manylinux]
 - the license file shipped, and the metadata's License-Expression;
 - every runtime dependency the code imports declared (threadpoolctl among
   them);
+- an x86-64 wheel holds the kernels of every instruction set (generic, avx2,
+  avx512), so that a wheel built for the baseline runs the fast ones where
+  the CPU has them;
 - with --manylinux: a manylinux platform tag and the OpenMP runtime vendored
   (``pyconvnet.libs/libgomp*``), as ``auditwheel repair`` makes it.
 """
@@ -34,6 +37,11 @@ def main(argv):
     missing = {"numpy", "scipy", "scikit-learn", "threadpoolctl"} - required
     if missing:
         problems.append(f"undeclared runtime dependencies: {sorted(missing)}")
+    if "x86_64" in tags or "amd64" in tags.lower():
+        for isa in ("generic", "avx2", "avx512"):
+            if not any(n.startswith(f"pyconvnet/_kernels/unfold_{isa}.") and
+                       n.endswith((".so", ".pyd")) for n in names):
+                problems.append(f"no {isa} build of the kernels in the wheel")
     if manylinux:
         if "manylinux_" not in tags:
             problems.append(f"not a manylinux wheel: {tags!r}")

@@ -2,7 +2,7 @@
 
 On a shared machine the speed of the same code drifts by tens of percent
 between runs, so comparing two builds run one after the other measures the
-machine. This script loads the compiled ``_conv`` and ``_pool`` modules of two
+machine. This script loads the compiled convolution and pooling modules of two
 source trees built in place (``python setup.py build_ext --inplace``) into one
 process and times them in alternation, call by call, on the layers of the
 networks of ``bench_train.py``; whatever slows the machine slows both. It
@@ -34,14 +34,26 @@ LAYERS = {
 RELU = 1
 
 
-def load(tree, name):
-    """The compiled module pyconvnet.<name> of a source tree, loaded under its
-    own identity so that two trees' modules live side by side."""
-    paths = glob.glob(os.path.join(tree, "pyconvnet", f"{name}.*.so")) + glob.glob(
-        os.path.join(tree, "pyconvnet", f"{name}.*.pyd"))
-    if not paths:
-        raise SystemExit(f"{tree}: no compiled pyconvnet/{name} (build it in place)")
-    spec = importlib.util.spec_from_file_location(f"pyconvnet.{name}", paths[0])
+# Where each kernel lives: pyconvnet/_kernels/ since the kernels have their
+# own package, pyconvnet/ before (so that older trees compare too).
+MODULES = {"conv": ("_kernels/conv_im2col", "_conv"),
+           "pool": ("_kernels/pool", "_pool")}
+
+
+def load(tree, kind):
+    """The compiled ``kind`` ("conv" or "pool") module of a source tree,
+    loaded under its own identity so that two trees' modules live side by
+    side."""
+    for name in MODULES[kind]:
+        paths = [p for ext in ("so", "pyd") for p in glob.glob(
+            os.path.join(tree, "pyconvnet", f"{name}.*.{ext}"))]
+        if paths:
+            break
+    else:
+        raise SystemExit(f"{tree}: no compiled pyconvnet/{MODULES[kind][0]} "
+                         "(build it in place)")
+    module_name = "pyconvnet." + name.replace("/", ".")
+    spec = importlib.util.spec_from_file_location(module_name, paths[0])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -81,8 +93,8 @@ def main(argv=None):
     parser.add_argument("--layers", nargs="+", default=list(LAYERS),
                         choices=list(LAYERS))
     args = parser.parse_args(argv)
-    builds = {"A": (load(args.a, "_conv"), load(args.a, "_pool")),
-              "B": (load(args.b, "_conv"), load(args.b, "_pool"))}
+    builds = {"A": (load(args.a, "conv"), load(args.a, "pool")),
+              "B": (load(args.b, "conv"), load(args.b, "pool"))}
     rng = np.random.default_rng(0)
     n = args.batch
     print(f"batch {n}, {args.threads} threads, median of {args.repeats}, "

@@ -10,9 +10,11 @@ def _unbuilt_source_tree():
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
-    if not (here / "_conv.pyx").exists():
+    kernels = here / "_kernels"
+    if not (kernels / "conv_im2col.pyx").exists():
         return None
-    built = any((here / f"_conv{suffix}").exists() for suffix in EXTENSION_SUFFIXES)
+    built = any((kernels / f"conv_im2col{suffix}").exists()
+                for suffix in EXTENSION_SUFFIXES)
     return None if built else here
 
 

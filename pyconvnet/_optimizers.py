@@ -11,13 +11,13 @@ An optimizer updates the network's one flat parameter array in place from its
 one flat gradient array (see ``Network``): a step is a handful of vectorised
 passes, whatever the number of layers, and the state (velocities, moments)
 is one flat array each, and a step is one compiled pass over them
-(``pyconvnet._optim``).
+(``pyconvnet._kernels.optim``).
 """
 import math
 
 import numpy as np
 
-from . import _optim
+from ._kernels import optim as _optim
 
 
 def cosine_rate(rate_init, progress):

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
 
-from ._openmp import effective_n_threads, openmp_enabled
+from ._kernels.runtime import effective_n_threads, openmp_enabled
 
 __all__ = ["ThreadGovernor", "blas_single_threaded", "effective_n_threads",
            "openmp_enabled"]

@@ -25,7 +25,8 @@ import os
 
 import numpy as np
 
-from . import _batchnorm, _conv, _dense, _pool
+from ._kernels import batchnorm as _batchnorm, conv_im2col as _conv, dense as _dense, pool as _pool
+from ._kernels.runtime import ACTIVATIONS
 from ._threads import blas_single_threaded, effective_n_threads
 
 __all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "batch_norm",
@@ -517,7 +518,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     output, ``argmax`` (optional) the index in its plane of each window's
     maximum, and the function returns both (the full output is not kept)."""
     shape = _conv_output_shape(x.shape, weight.shape, stride, padding)
-    act = _conv.ACTIVATIONS[activation]
+    act = ACTIVATIONS[activation]
     if pool is None:
         if out is None:
             out = np.empty(shape, dtype=x.dtype)
@@ -537,7 +538,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
 
 def _matmul(a, b, out, n_threads):
     """out = a @ b for the dense layers, over ``n_threads`` threads with
-    results that do not depend on the thread count (see ``_dense``). ``a``
+    results that do not depend on the thread count (see ``_kernels.dense``). ``a``
     and ``b`` may be C-contiguous arrays or transposes of one (``x.T``,
     ``w.T``); any other layout, or mixed dtypes, goes to NumPy."""
     operands = []
@@ -581,7 +582,7 @@ def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
     # empty batch.
     _conv.conv2d_backward(dy, y, x, weight, cols, dx, dweight, dbias, stride[0],
                           stride[1], padding[0], padding[1],
-                          _conv.ACTIVATIONS[activation], n_threads, argmax)
+                          ACTIVATIONS[activation], n_threads, argmax)
     return dx, dweight, dbias
 
 
@@ -645,7 +646,7 @@ def _bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
     mean, var, invstd = np.zeros(c), np.zeros(c), np.zeros(c)
     _batchnorm.forward_train(_planes(x), _unit_weights(x, weights), gamma, beta,
                              _planes(out), mean, var,
-                             invstd, float(eps), _conv.ACTIVATIONS[activation],
+                             invstd, float(eps), ACTIVATIONS[activation],
                              n_threads)
     return out, mean, var, invstd
 
@@ -655,7 +656,7 @@ def _bn_forward_scale(x, scale, shift, n_threads, activation=None, out=None):
     if out is None:
         out = np.empty_like(x)
     _batchnorm.forward_scale(_planes(x), scale, shift, _planes(out),
-                             _conv.ACTIVATIONS[activation], n_threads)
+                             ACTIVATIONS[activation], n_threads)
     return out
 
 
@@ -671,6 +672,6 @@ def _bn_backward(dy, x, y, gamma, mean, invstd, n_threads, activation=None,
         dbeta = np.empty_like(gamma)
     _batchnorm.backward(_planes(dy), _planes(x), _unit_weights(x, weights),
                         _planes(y), gamma, mean, invstd,
-                        _planes(dx), dgamma, dbeta, _conv.ACTIVATIONS[activation],
+                        _planes(dx), dgamma, dbeta, ACTIVATIONS[activation],
                         n_threads)
     return dx, dgamma, dbeta

@@ -106,7 +106,7 @@ def test_ab_kernels_smoke(capsys):
 
     ab = _load("ab_kernels")
     tree = str(Path(pyconvnet.__file__).resolve().parent.parent)
-    assert hasattr(ab.load(tree, "_conv"), "conv2d_forward")
+    assert hasattr(ab.load(tree, "conv"), "conv2d_forward")
     ab.main([tree, tree, "--batch", "3", "--threads", "1", "--repeats", "2",
              "--layers", "n.conv1", "w3.conv2"])
     lines = capsys.readouterr().out.splitlines()
@@ -119,4 +119,4 @@ def test_ab_kernels_smoke(capsys):
 def test_ab_kernels_refuses_a_tree_without_a_build(tmp_path):
     ab = _load("ab_kernels")
     with pytest.raises(SystemExit, match="no compiled"):
-        ab.load(str(tmp_path), "_conv")
+        ab.load(str(tmp_path), "conv")

@@ -301,7 +301,7 @@ def test_n_threads_follows_openmp_limits():
 def test_kernels_return_early_on_an_empty_batch(dtype):
     """Called directly (no ops guard), the kernels do nothing on N = 0 and
     the weight gradients come back zero."""
-    from pyconvnet import _conv, _pool
+    from pyconvnet._kernels import conv_im2col as _conv, pool as _pool
 
     x = np.zeros((0, 2, 6, 6), dtype)
     w = np.ones((3, 2, 3, 3), dtype)

@@ -1,4 +1,9 @@
-"""Thread-count helpers for the OpenMP kernels.
+"""What the compiled kernels know about the machine they run on: the
+OpenMP thread count, the CPU's instruction sets, and the activation codes
+every kernel shares (the enum of common.h, exported to Python here once).
+
+Threads
+-------
 
 Design: the number of threads is resolved once, in Python, and passed down as
 an int to every ``prange(..., num_threads=n_threads)``. ``None`` means "what
@@ -8,6 +13,51 @@ inside a joblib worker (which limits OpenMP to its share of the cores) does not
 oversubscribe the machine.
 """
 import os
+
+from pyconvnet._kernels.common cimport (PCN_IDENTITY, PCN_RELU, PCN_SIGMOID,
+                                        PCN_TANH)
+
+#: The kernels' activation codes by name (None and MLPClassifier's
+#: "logistic" included).
+ACTIVATIONS = {None: PCN_IDENTITY, "identity": PCN_IDENTITY, "relu": PCN_RELU,
+               "sigmoid": PCN_SIGMOID, "logistic": PCN_SIGMOID,
+               "tanh": PCN_TANH}
+
+cdef extern from *:
+    """
+    /* The instruction sets the CPU and the operating system support, as far
+       as the compiler can ask: gcc and clang on x86 check CPUID and that the
+       OS saves the vector registers (XGETBV). Elsewhere none is reported, and
+       the baseline build runs. */
+    static int pcn_cpu_has(int which) {
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        if (which == 1)
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        if (which == 2)
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd")
+                && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")
+                && __builtin_cpu_supports("fma");
+    #endif
+        (void) which;
+        return 0;
+    }
+    """
+    int pcn_cpu_has(int which) noexcept nogil
+
+
+def cpu_instruction_sets():
+    """The instruction sets this CPU runs, best last: "generic" always,
+    then "avx2" (AVX2 and FMA) and "avx512" (AVX-512 F, CD, BW, DQ and VL,
+    as x86-64-v4) when the CPU and the operating system support them."""
+    found = ["generic"]
+    if pcn_cpu_has(1):
+        found.append("avx2")
+        if pcn_cpu_has(2):
+            found.append("avx512")
+    return tuple(found)
+
 
 cdef extern from *:
     """

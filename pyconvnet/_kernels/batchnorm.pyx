@@ -17,10 +17,10 @@ and a weight of 0 leaves the sample out of the statistics.
 Threads take whole channels (``prange`` over C): every sum of a channel is
 computed by one thread in a fixed order (sample by sample, each plane in
 partial sums accumulated into a double total: float blocks for float32, see
-``_kernels.h``), so results are bit-identical for any thread count. The
+``common.h``), so results are bit-identical for any thread count. The
 variance is the two-pass one (the mean first), which keeps float32 batches
 with a large mean accurate. The elementwise loops are the C helpers of
-``_kernels.h``.
+``common.h``.
 
 Nothing here validates: ``pyconvnet.ops`` checks every shape first.
 """
@@ -28,7 +28,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
-from pyconvnet._kernels cimport (_act_grad, _affine, _bn_dx, _dotdev, _sqdev,
+from pyconvnet._kernels.common cimport (_act_grad, _n_threads, _affine, _bn_dx, _dotdev, _sqdev,
                                 _sum)
 
 
@@ -56,7 +56,7 @@ def forward_train(const floating[:, :, ::1] x, const double[::1] weights,
     cdef double m, s, inv, M = _count(weights, P)
     if N == 0 or P == 0:
         return
-    for c in prange(C, nogil=True, num_threads=max(1, min(n_threads, C)),
+    for c in prange(C, nogil=True, num_threads=_n_threads(n_threads, C),
                     schedule='dynamic'):
         s = 0
         for n in range(N):
@@ -83,7 +83,7 @@ def forward_scale(const floating[:, :, ::1] x, const floating[::1] scale,
     cdef Py_ssize_t i
     if N == 0 or P == 0:
         return
-    for i in prange(N * C, nogil=True, num_threads=max(1, min(n_threads, N * C)),
+    for i in prange(N * C, nogil=True, num_threads=_n_threads(n_threads, N * C),
                     schedule='static'):
         _affine(&out[i // C, i % C, 0], &x[i // C, i % C, 0], scale[i % C],
                 shift[i % C], P, act)
@@ -109,7 +109,7 @@ def backward(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
         dgamma[:] = 0
         dbeta[:] = 0
         return
-    for c in prange(C, nogil=True, num_threads=max(1, min(n_threads, C)),
+    for c in prange(C, nogil=True, num_threads=_n_threads(n_threads, C),
                     schedule='dynamic'):
         m = mean[c]
         inv = invstd[c]

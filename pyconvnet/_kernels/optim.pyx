@@ -28,7 +28,7 @@ and one size.
 from cython cimport floating
 from cython.parallel cimport prange
 
-from pyconvnet._kernels cimport _n_threads
+from pyconvnet._kernels.common cimport _n_threads
 
 # Values per block of a parallel step: large enough that handing out a block
 # costs nothing next to its memory traffic, small enough that both cores get

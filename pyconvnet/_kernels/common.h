@@ -1,4 +1,4 @@
-/* C loops shared by the compiled kernels (_conv, _pool, _batchnorm):
+/* C loops shared by the compiled kernels (conv_im2col, pool, batchnorm):
    elementwise passes, sums, im2col/col2im, max pooling and its gradient.
 
    Plain loops over restrict pointers that the compiler vectorises (-O3);
@@ -11,12 +11,16 @@
    order (see pcn_sum_f), so a result never depends on the thread that
    computes it.
 
-   Activation codes: 0 identity, 1 ReLU, 2 sigmoid, 3 tanh. */
+   Activation codes: the enum pcn_activation below, the one list of them
+   (Python reads it as pyconvnet._kernels.runtime.ACTIVATIONS). */
 #ifndef PYCONVNET_KERNELS_H
 #define PYCONVNET_KERNELS_H
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+/* The activations the kernels fuse into their passes. */
+enum pcn_activation { PCN_IDENTITY = 0, PCN_RELU = 1, PCN_SIGMOID = 2, PCN_TANH = 3 };
+
 #if defined(_MSC_VER)
 #define PCN_RESTRICT __restrict
 #define PCN_INLINE __inline
@@ -79,12 +83,12 @@ PCN_FSUM16(pcn_sum_f, (const float* PCN_RESTRICT a, ptrdiff_t n), , PCN_T_SUM_F)
 static PCN_INLINE void NAME(const T* PCN_RESTRICT dy, const T* PCN_RESTRICT y,     \
                  T* PCN_RESTRICT dz, ptrdiff_t n, int act) {             \
     ptrdiff_t k;                                                          \
-    if (act == 1) {                                                       \
+    if (act == PCN_RELU) {                                                       \
         /* Both loads unconditional, so the select vectorises. */        \
         for (k = 0; k < n; k++) { T d = dy[k]; dz[k] = y[k] > 0 ? d : 0; } \
-    } else if (act == 2) {                                                \
+    } else if (act == PCN_SIGMOID) {                                                \
         for (k = 0; k < n; k++) dz[k] = dy[k] * y[k] * (1 - y[k]);       \
-    } else if (act == 3) {                                                \
+    } else if (act == PCN_TANH) {                                                \
         for (k = 0; k < n; k++) dz[k] = dy[k] * (1 - y[k] * y[k]);       \
     } else {                                                              \
         for (k = 0; k < n; k++) dz[k] = dy[k];                            \
@@ -98,11 +102,11 @@ PCN_ACT_GRAD(pcn_act_grad_d, double)
 #define PCN_SCALE_BIAS_ACT(NAME, T, EXP, TANH)                              \
 static PCN_INLINE void NAME(T* y, const T* x, T s, T b, ptrdiff_t n, int act) {       \
     ptrdiff_t k;                                                            \
-    if (act == 1) {                                                         \
+    if (act == PCN_RELU) {                                                         \
         for (k = 0; k < n; k++) { T v = x[k] * s + b; y[k] = v < 0 ? 0 : v; } \
-    } else if (act == 2) {                                                  \
+    } else if (act == PCN_SIGMOID) {                                                  \
         for (k = 0; k < n; k++) y[k] = 1 / (1 + EXP(-(x[k] * s + b)));     \
-    } else if (act == 3) {                                                  \
+    } else if (act == PCN_TANH) {                                                  \
         for (k = 0; k < n; k++) y[k] = TANH(x[k] * s + b);                  \
     } else {                                                                \
         for (k = 0; k < n; k++) y[k] = x[k] * s + b;                        \
@@ -455,11 +459,11 @@ static PCN_INLINE void NAME(T* dz, const T* PCN_RESTRICT g,                  \
                             const T* PCN_RESTRICT y,                         \
                             const int* PCN_RESTRICT a, ptrdiff_t n, int act) { \
     ptrdiff_t q;                                                              \
-    if (act == 1) {                                                           \
+    if (act == PCN_RELU) {                                                           \
         for (q = 0; q < n; q++) { T d = dz[a[q]] + g[q]; dz[a[q]] = y[q] > 0 ? d : 0; } \
-    } else if (act == 2) {                                                    \
+    } else if (act == PCN_SIGMOID) {                                                    \
         for (q = 0; q < n; q++) dz[a[q]] = (dz[a[q]] + g[q]) * y[q] * (1 - y[q]); \
-    } else if (act == 3) {                                                    \
+    } else if (act == PCN_TANH) {                                                    \
         for (q = 0; q < n; q++) dz[a[q]] = (dz[a[q]] + g[q]) * (1 - y[q] * y[q]); \
     } else {                                                                  \
         for (q = 0; q < n; q++) dz[a[q]] += g[q];                             \

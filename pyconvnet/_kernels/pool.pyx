@@ -32,7 +32,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.string cimport memset
 
-from pyconvnet._kernels cimport _max_pool_plane, _n_threads, _unpool_act
+from pyconvnet._kernels.common cimport _max_pool_plane, _n_threads, _unpool_act
 
 
 cdef inline int _grain(Py_ssize_t plane_size) noexcept nogil:
@@ -57,8 +57,8 @@ def max_pool_forward(
         int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
         int OH = out.shape[2], OW = out.shape[3]
         Py_ssize_t plane
-    # The loop over one plane is the C loop of ``_kernels.h``, which the
-    # fused convolution-and-pooling kernel (``_conv``) shares.
+    # The loop over one plane is the C loop of ``common.h``, which the
+    # fused convolution-and-pooling kernel (``conv_im2col``) shares.
     for plane in prange(<Py_ssize_t> N * C, nogil=True, schedule='dynamic',
                         chunksize=_grain(H * W),
                         num_threads=_n_threads(n_threads, N * C)):

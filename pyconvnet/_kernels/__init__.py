@@ -1,0 +1,79 @@
+"""The compiled kernels, and the choice of which build of them runs.
+
+Layout:
+
+- ``common.h`` / ``common.pxd``: what every kernel shares (the activation
+  enum, restrict, the fixed-order sums and chunk reduction, the thread-count
+  rule, float/double wrappers);
+- ``conv_im2col``: the convolution as im2col + BLAS, forward and backward,
+  with bias, activation and max pooling fused in;
+- ``pool``, ``batchnorm``, ``dense``, ``optim``: pooling, batch norm, the
+  dense layers' tiled products, the optimizer steps;
+- ``unfold_generic``, ``unfold_avx2``, ``unfold_avx512``: the convolution's
+  unfolding loops, one source compiled once per instruction set;
+- ``runtime``: OpenMP threads, the CPU's instruction sets, the activation
+  codes for Python.
+
+Instruction sets: at import the best build the CPU runs is installed
+(``PYCONVNET_ISA=generic|avx2|avx512`` asks for one; a request this CPU or
+this build cannot honour falls back to the best available, with a warning).
+``set_isa`` switches at run time (tests compare every build). Every build
+gives the same bits (see ``unfold.h``).
+"""
+import importlib
+import os
+import warnings
+
+from . import conv_im2col, runtime
+
+ISAS = ("generic", "avx2", "avx512")
+_state = {"isa": None}
+
+
+def available_isas():
+    """The instruction-set builds this CPU can run and this install holds,
+    best last."""
+    found = []
+    for isa in runtime.cpu_instruction_sets():
+        try:
+            importlib.import_module(f"{__name__}.unfold_{isa}")
+        except ImportError:     # not built for this platform or compiler
+            continue
+        found.append(isa)
+    return tuple(found)
+
+
+def set_isa(isa=None):
+    """Run the kernels built for ``isa`` ("generic", "avx2", "avx512"), or
+    with None the best one available. Returns the instruction set now used.
+    Not to be called while a kernel runs."""
+    available = available_isas()
+    if isa is None:
+        isa = available[-1] if available else "generic"
+    elif isa not in ISAS:
+        raise ValueError(f"isa must be one of {ISAS} or None, got {isa!r}")
+    elif isa not in available:
+        raise ValueError(f"this CPU or this build cannot run the {isa!r} "
+                         f"kernels; available: {available}")
+    if isa in available:
+        module = importlib.import_module(f"{__name__}.unfold_{isa}")
+        conv_im2col.use_unfolding(module.table_address())
+    _state["isa"] = isa
+    return isa
+
+
+def current_isa():
+    """The instruction set the kernels run with."""
+    return _state["isa"]
+
+
+def _isa_from_environment():
+    wanted = os.environ.get("PYCONVNET_ISA", "").strip() or None
+    try:
+        return set_isa(wanted)
+    except ValueError as exc:
+        warnings.warn(f"PYCONVNET_ISA={wanted!r} ignored: {exc}", RuntimeWarning)
+        return set_isa(None)
+
+
+_isa_from_environment()
