@@ -21,7 +21,9 @@ from ._augment import AUGMENT_KINDS, augment_batch
 from ._network import ALIASES, build_network, check_batch, plan_network, plan_rows
 from ._optimizers import SGD, Adam
 from ._threads import ThreadGovernor, blas_single_threaded, effective_n_threads
-from .ops import INT_MAX, POOL_KINDS
+from . import _geometry
+from ._geometry import INT_MAX
+from .ops import POOL_KINDS
 
 # predict_proba works through the data this many samples at a time, so memory
 # stays bounded whatever the number of samples — fewer when one layer's output
@@ -52,22 +54,18 @@ def _check_conv_layers(conv_layers):
                 "each entry of conv_layers must be (n_filters, kernel_size) or "
                 f"(n_filters, kernel_size, stride), got {spec!r}"
             )
-        values = []
-        for i, part in enumerate(parts):
-            pair = [part] if i == 0 or np.ndim(part) == 0 else list(part)
-            if (i > 0 and len(pair) not in (1, 2)) or not all(
-                isinstance(v, (Integral, np.integer)) and not isinstance(v, bool)
-                and 1 <= v <= INT_MAX for v in pair
-            ):
-                raise ValueError(
-                    "n_filters, kernel_size and stride in conv_layers must be "
-                    f"ints in [1, {INT_MAX}] (kernel_size and stride may be "
-                    f"(h, w) pairs), got {spec!r}"
-                )
-            values.append(tuple(int(v) for v in pair) * (2 if len(pair) == 1 and i else 1))
-        n_filters = values[0][0]
-        kernel = values[1]
-        stride = values[2] if len(values) == 3 else (1, 1)
+        try:
+            n_filters = _geometry.pair(parts[0], "n_filters")[0]
+            if not isinstance(parts[0], (Integral, np.integer)):
+                raise TypeError("n_filters is one int")
+            kernel = _geometry.pair(parts[1], "kernel_size")
+            stride = _geometry.pair(parts[2], "stride") if len(parts) == 3 else (1, 1)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "n_filters, kernel_size and stride in conv_layers must be "
+                f"ints in [1, {INT_MAX}] (kernel_size and stride may be "
+                f"(h, w) pairs), got {spec!r}"
+            ) from None
         out.append((n_filters, kernel, stride))
     return tuple(out)
 
@@ -679,11 +677,12 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         p = self.get_params() if params is None else params
         pool = None
         if p["pooling"] is not None:
-            pool = _check_sizes(p["pool_size"], "pool_size")
-            if len(pool) not in (1, 2):
+            try:
+                pool = _geometry.pair(p["pool_size"], "pool_size")
+            except (TypeError, ValueError):
                 raise ValueError(
-                    f"pool_size must be an int or an (h, w) pair, got {p['pool_size']!r}")
-            pool = pool * (3 - len(pool))
+                    f"pool_size must be an int or an (h, w) pair of ints in "
+                    f"[1, {INT_MAX}], got {p['pool_size']!r}") from None
         image_shape = None
         if p["image_shape"] is not None:
             image_shape = _check_sizes(p["image_shape"], "image_shape")
@@ -739,7 +738,16 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             image_shape, n_classes, arch["conv_layers"], arch["padding"],
             arch["pooling"], arch["pool_size"], arch["hidden_layer_sizes"],
             arch["activation"], arch["dropout"], np.dtype(dtype).itemsize,
-            arch["batch_norm"])
+            arch["batch_norm"], self._plan_threads())
+
+    def _plan_threads(self):
+        """The threads whose workspaces the plan checks: ``n_threads`` as
+        it resolves here, or the default for a value this machine refuses
+        (a file saved elsewhere still loads; using it then says why not)."""
+        try:
+            return effective_n_threads(self.n_threads)
+        except (TypeError, ValueError):
+            return effective_n_threads(None)
 
     def _init_fitted_state(self, image_shape, classes, dtype, plan=None,
                            multilabel=False):

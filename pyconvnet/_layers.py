@@ -18,7 +18,7 @@ reach the compiled kernels only through ``pyconvnet.ops``.
 import numpy as np
 from scipy.special import expit
 
-from . import ops
+from . import _geometry, ops
 
 # Largest im2col buffer a convolution keeps from its forward to its backward
 # pass; larger layers unfold their input again instead.
@@ -122,8 +122,8 @@ class Conv2D(Layer):
             0.0, np.sqrt(init_scale / fan_in), (n_filters, c) + kernel_size
         ).astype(dtype)
         self.bind([weight, np.zeros(n_filters, dtype=dtype)] if bias else [weight])
-        self.out_shape = ops._conv_output_shape((1, c, h, w), weight.shape,
-                                                stride, padding)[1:]
+        self.out_shape = _geometry.conv_output_shape((1, c, h, w), weight.shape,
+                                                     stride, padding)[1:]
 
     def describe(self):
         f, c, kh, kw = self.weight.shape
@@ -147,7 +147,7 @@ class Conv2D(Layer):
         cols = None
         if training:
             # Keep the im2col unfolding for backward, up to COLS_CACHE_BYTES.
-            shape = ops._cols_shape(x.shape, self.weight.shape, self.stride,
+            shape = _geometry.cols_shape(x.shape, self.weight.shape, self.stride,
                                     self.padding)
             if shape[0] * shape[1] * x.itemsize <= COLS_CACHE_BYTES:
                 cols = self._buffer("cols", shape, x.dtype, training)
@@ -270,8 +270,8 @@ class Pool2D(Layer):
         super().__init__()
         self.pool_kind = kind
         self.size = size
-        self.out_shape = ops._pool_output_shape((1,) + tuple(in_shape), size,
-                                                size)[1:]
+        self.out_shape = _geometry.pool_output_shape((1,) + tuple(in_shape),
+                                                     size, size)[1:]
 
     def describe(self):
         return f"{self.pool_kind}-pool {self.size[0]}x{self.size[1]}"

@@ -7,12 +7,10 @@ that is larger than its input (so the defaults work on 8x8 digits, 28x28
 images and plain tabular rows alike), and allocates nothing;
 ``build_network`` instantiates a plan.
 """
-import os
-
 import numpy as np
 from scipy.special import expit
 
-from . import ops
+from . import _geometry
 from ._layers import (Activation, BatchNorm2D, Conv2D, Dense, Dropout,
                       Flatten, Pool2D)
 
@@ -24,20 +22,17 @@ INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0, "identity": 1.0}
 ALIASES = {"logistic": "sigmoid"}
 
 
-def _pair(v):
-    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
-
-
 def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
                  pool_size, hidden_layer_sizes, activation, dropout,
-                 itemsize=4, batch_norm=False):
+                 itemsize=4, batch_norm=False, n_threads=1):
     """The architecture for images of shape (C, H, W) and ``n_classes``
     outputs, worked out without allocating anything: a list of
     ``(kind, arguments, parameter shapes)``, one per layer.
 
     ``padding`` is "valid" (no padding) or "same" (``(k - 1) // 2`` zeros on
     each side, which keeps the size for odd kernels at stride 1). Every
-    convolution's sizes are checked against the kernels' limits here, so
+    convolution's sizes are checked against the kernels' limits here (with
+    the im2col workspaces of a backward pass on ``n_threads`` threads), so
     ``load`` can check a file's arrays against the plan before it allocates
     a network, and ``fit`` refuses an impossible layer before drawing a
     weight.
@@ -49,48 +44,40 @@ def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
     shape = tuple(int(v) for v in image_shape)
     activation = ALIASES.get(activation, activation)
     for number, spec in enumerate(conv_layers, 1):
-        n_filters, kernel = int(spec[0]), _pair(spec[1])
-        stride = _pair(spec[2]) if len(spec) > 2 else (1, 1)
-        pad = (0, 0)
-        if padding == "same":
-            # Shrink an oversized kernel to the smallest odd size that still
-            # covers the whole input: the padding stays symmetric, the image
-            # keeps its size, and every position still sees every pixel.
-            kernel = tuple(k if k <= s else s + 1 - s % 2
-                           for k, s in zip(kernel, shape[1:]))
-            pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
-        else:
-            kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
-        w_shape = (n_filters, shape[0]) + kernel
-        ops._check_conv_geometry((1,) + shape, w_shape, stride, pad, itemsize,
-                                 2 * (os.cpu_count() or 1),
-                                 what=f"conv layer {number}")
-        conv = dict(in_shape=shape, n_filters=n_filters, kernel_size=kernel,
-                    stride=stride, padding=pad, activation=activation,
+        n_filters = int(spec[0])
+        kernel = _geometry.pair(spec[1], "kernel_size")
+        stride = _geometry.pair(spec[2], "stride") if len(spec) > 2 else (1, 1)
+        geometry = _geometry.ConvGeometry.fit(shape, n_filters, kernel, stride,
+                                              padding)
+        # The backward pass's two im2col-sized buffers per thread.
+        geometry.check(itemsize, 2 * n_threads, what=f"conv layer {number}")
+        conv = dict(in_shape=shape, n_filters=n_filters,
+                    kernel_size=geometry.kernel, stride=stride,
+                    padding=geometry.padding, activation=activation,
                     bias=not batch_norm)
-        plan.append(("conv", conv, [w_shape] + ([] if batch_norm else [(n_filters,)])))
-        shape = ops._conv_output_shape((1,) + shape, w_shape, stride, pad)[1:]
+        plan.append(("conv", conv, [geometry.weight_shape]
+                     + ([] if batch_norm else [(n_filters,)])))
+        shape = geometry.out_shape
         if batch_norm:
             plan.append(("batchnorm", dict(in_shape=shape, activation=activation),
                          [(n_filters,)] * 4))
-        if pooling is not None:
-            size = _pair(pool_size)
-            size = (min(size[0], shape[1]), min(size[1], shape[2]))
-            if size != (1, 1):
-                plan.append(("pool", dict(in_shape=shape, kind=pooling, size=size), []))
-                shape = ops._pool_output_shape((1,) + shape, size, size)[1:]
+        size = None if pooling is None else _geometry.fit_pool(
+            shape, _geometry.pair(pool_size, "pool_size"))
+        if size is not None:
+            plan.append(("pool", dict(in_shape=shape, kind=pooling, size=size), []))
+            shape = _geometry.pool_output_shape((1,) + shape, size, size)[1:]
     plan.append(("flatten", dict(in_shape=shape), []))
     n_in = int(np.prod(shape, dtype=object))
     for number, n_out in enumerate(hidden_layer_sizes, 1):
         n_out = int(n_out)
-        ops._check_dense_geometry(n_in, n_out, what=f"dense layer {number}")
+        _geometry.check_dense(n_in, n_out, what=f"dense layer {number}")
         plan.append(("dense", dict(n_in=n_in, n_out=n_out, activation=activation),
                      [(n_in, n_out), (n_out,)]))
         plan.append(("activation", dict(in_shape=(n_out,), name=activation), []))
         if dropout > 0:
             plan.append(("dropout", dict(in_shape=(n_out,), rate=dropout), []))
         n_in = n_out
-    ops._check_dense_geometry(n_in, n_classes, what="the output layer")
+    _geometry.check_dense(n_in, n_classes, what="the output layer")
     plan.append(("dense", dict(n_in=n_in, n_out=n_classes, activation=None),
                  [(n_in, n_classes), (n_classes,)]))
     # The parameters, their gradients and up to two optimizer moments are
@@ -98,7 +85,7 @@ def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
     # refused before a weight is drawn (``load`` checks a file's plan here
     # too, before it allocates anything).
     n_params = sum(int(np.prod(s, dtype=object)) for s in param_shapes(plan))
-    ops._check_workspace(4 * n_params * itemsize,
+    _geometry.check_workspace(4 * n_params * itemsize,
                          f"the network's {n_params:,} parameters (with their "
                          "gradients and the optimizer's state)")
     return plan
@@ -136,8 +123,8 @@ def check_batch(rows, batch_size, itemsize, training):
              for _, _, out in rows]
     biggest = int(np.argmax(sizes))
     what = f"layer {biggest + 1} ({rows[biggest][0]}) on a batch of {batch_size}"
-    ops._check_workspace(sizes[biggest], what)
-    ops._check_workspace(sum(sizes), f"the network's layers (the largest: {what})")
+    _geometry.check_workspace(sizes[biggest], what)
+    _geometry.check_workspace(sum(sizes), f"the network's layers (the largest: {what})")
     if not training:
         return
     for number, (name, kind, out) in enumerate(rows, 1):

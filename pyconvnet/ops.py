@@ -20,11 +20,10 @@ The underscored helpers at the end take already-validated, C-contiguous arrays
 of one float dtype; the network layers use them on every batch.
 """
 import numbers
-import operator
-import os
 
 import numpy as np
 
+from . import _geometry
 from ._kernels import batchnorm as _batchnorm, conv_im2col as _conv, dense as _dense, pool as _pool
 from ._kernels.runtime import ACTIVATIONS
 from ._threads import blas_single_threaded, effective_n_threads
@@ -35,110 +34,14 @@ __all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "batch_norm",
 POOL_KINDS = ("max", "l2", "avg")
 
 
-# --------------------------------------------------------------------------
-# Limits
-# --------------------------------------------------------------------------
-# The kernels index in C ints (and BLAS takes int sizes), so every size they
-# compute must fit one: strides and paddings, the padded image, and the
-# products C*H*W, K*P, F*P and H*W (K = C*KH*KW rows and P = OH*OW columns of
-# a sample's im2col matrix). Larger requests are refused with a ValueError
-# naming the argument, before any kernel runs.
-INT_MAX = 2**31 - 1
-
-
-def _physical_memory():
-    """Bytes of RAM on this machine (None if the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _check_workspace(n_bytes, what):
-    """Refuse a working buffer larger than the machine's memory: allocating
-    it would fail or, with overcommit, end the process when it is touched."""
-    total = _physical_memory()
-    if total is not None and n_bytes > total:
-        raise ValueError(
-            f"{what} needs {n_bytes / 2**30:,.1f} GiB of working memory, more "
-            f"than this machine's {total / 2**30:,.1f} GiB; use a smaller "
-            "kernel, input or batch, or a stride"
-        )
-
-
-def _check_conv_geometry(x_shape, w_shape, stride, padding, itemsize=4,
-                         n_buffers=1, what="the convolution"):
-    """Check that a convolution's sizes fit the kernels' C ints and that its
-    per-thread im2col workspace (``n_buffers`` of K*P values) fits memory.
-
-    ``x_shape`` is (N, C, H, W) and ``w_shape`` (F, C, KH, KW); stride and
-    padding are (h, w) pairs already checked by ``_pair``.
-    """
-    _, c, h, w = x_shape
-    f, _, kh, kw = w_shape
-    for label, size, pad in (("height", h, padding[0]), ("width", w, padding[1])):
-        if size + 2 * pad > INT_MAX:
-            raise ValueError(
-                f"{what}: the padded input {label} {size} + 2*{pad} exceeds "
-                f"{INT_MAX}; use a smaller padding"
-            )
-    oh, ow = (_conv_out_size(h, kh, stride[0], padding[0]),
-              _conv_out_size(w, kw, stride[1], padding[1]))
-    k, p = c * kh * kw, oh * ow
-    for label, value in (("n_channels * height * width", c * h * w),
-                         ("the weights (n_filters * n_channels * kernel_height"
-                          " * kernel_width)", f * k),
-                         ("n_channels * kernel_height * kernel_width", k),
-                         ("out_height * out_width", p),
-                         ("n_filters * out_height * out_width", f * p),
-                         ("the im2col matrix (kernel size x output size)", k * p)):
-        if value > INT_MAX:
-            raise ValueError(
-                f"{what}: {label} = {value:,} exceeds {INT_MAX:,}, the largest "
-                "size the compiled kernels index; use a smaller input, kernel "
-                "or padding, or a larger stride"
-            )
-    _check_workspace(n_buffers * k * p * itemsize, what)
-
-
-def _check_dense_geometry(n_in, n_out, what="the dense layer"):
-    """Check that a dense layer's weight matrix (n_in x n_out) fits the
-    products' C ints."""
-    if n_in * n_out > INT_MAX:
-        raise ValueError(
-            f"{what}: the weights (n_inputs * n_outputs = {n_in:,} * {n_out:,} "
-            f"= {n_in * n_out:,}) exceed {INT_MAX:,}, the largest size the "
-            "compiled kernels index; use fewer units, or more pooling before it"
-        )
+# Sizes, shapes and limits live in ``_geometry``.
+INT_MAX = _geometry.INT_MAX
+_pair = _geometry.pair
 
 
 # --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
-def _pair(value, name, minimum, maximum=INT_MAX):
-    """An int or a pair of ints, each in [minimum, maximum], as (h, w)."""
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
-        value, bool
-    ):
-        pair = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        try:
-            pair = tuple(
-                operator.index(v) for v in value if not isinstance(v, bool)
-            )
-        except TypeError:
-            pair = ()
-        if len(pair) != 2:
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    else:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if max(pair) > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
-    return pair
-
-
 def _check_numeric(a, name):
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
@@ -182,10 +85,6 @@ def _prepare(arrays, names, ndims, shape_docs):
     return [np.ascontiguousarray(a, dtype=dtype) for a in checked]
 
 
-def _conv_out_size(size, kernel, stride, pad):
-    return (size + 2 * pad - kernel) // stride + 1
-
-
 def _validate_conv(x, weight, stride, padding, n_threads, n_buffers):
     stride = _pair(stride, "stride", 1)
     padding = _pair(padding, "padding", 0)
@@ -208,19 +107,10 @@ def _validate_conv(x, weight, stride, padding, n_threads, n_buffers):
                 f"{x.shape[axis]} + 2*{p}; weight shape {weight.shape}, "
                 f"x shape {x.shape}"
             )
-    threads = max(1, min(n_threads, x.shape[0]))
-    _check_conv_geometry(x.shape, weight.shape, stride, padding, x.itemsize,
-                         n_buffers * threads)
+    geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
+                                                padding)
+    geometry.check(x.itemsize, n_buffers * _geometry.threads_for(n_threads, x.shape[0]))
     return stride, padding
-
-
-def _conv_output_shape(x_shape, w_shape, stride, padding):
-    return (
-        x_shape[0],
-        w_shape[0],
-        _conv_out_size(x_shape[2], w_shape[2], stride[0], padding[0]),
-        _conv_out_size(x_shape[3], w_shape[3], stride[1], padding[1]),
-    )
 
 
 def _validate_pool(x, size, stride, kind):
@@ -241,15 +131,6 @@ def _validate_pool(x, size, stride, kind):
                 f"input {label} {x.shape[axis]} (x shape {x.shape})"
             )
     return size, stride
-
-
-def _pool_output_shape(x_shape, size, stride):
-    return (
-        x_shape[0],
-        x_shape[1],
-        (x_shape[2] - size[0]) // stride[0] + 1,
-        (x_shape[3] - size[1]) // stride[1] + 1,
-    )
 
 
 def _check_dy(dy, expected, what):
@@ -347,7 +228,7 @@ def conv2d_grad(dy, x, weight, *, stride=1, padding=0, input_grad=True,
     )
     n_threads = effective_n_threads(n_threads)
     stride, padding = _validate_conv(x, weight, stride, padding, n_threads, 2)
-    _check_dy(dy, _conv_output_shape(x.shape, weight.shape, stride, padding),
+    _check_dy(dy, _geometry.conv_output_shape(x.shape, weight.shape, stride, padding),
               "convolution")
     with blas_single_threaded():
         return _conv_backward(dy, x, weight, stride, padding, bool(input_grad),
@@ -409,7 +290,7 @@ def pool2d_grad(dy, x, size=2, *, stride=None, kind="max", n_threads=None):
         ],
     )
     size, stride = _validate_pool(x, size, stride, kind)
-    _check_dy(dy, _pool_output_shape(x.shape, size, stride), "pooling")
+    _check_dy(dy, _geometry.pool_output_shape(x.shape, size, stride), "pooling")
     n_threads = effective_n_threads(n_threads)
     y, cache = _pool_forward(x, kind, size, stride, n_threads)
     return _pool_backward(dy, x, y, cache, kind, size, stride, n_threads)
@@ -517,7 +398,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     the window in the same pass: ``out`` (optional) then receives the pooled
     output, ``argmax`` (optional) the index in its plane of each window's
     maximum, and the function returns both (the full output is not kept)."""
-    shape = _conv_output_shape(x.shape, weight.shape, stride, padding)
+    shape = _geometry.conv_output_shape(x.shape, weight.shape, stride, padding)
     act = ACTIVATIONS[activation]
     if pool is None:
         if out is None:
@@ -525,7 +406,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
         _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
                              padding[0], padding[1], act, n_threads)
         return out
-    pooled_shape = _pool_output_shape(shape, pool, pool)
+    pooled_shape = _geometry.pool_output_shape(shape, pool, pool)
     if out is None:
         out = np.empty(pooled_shape, dtype=x.dtype)
     if argmax is None:
@@ -554,12 +435,6 @@ def _matmul(a, b, out, n_threads):
         _dense.matmul(*operands, out, n_threads)
         return out
     return np.matmul(a, b, out=out)
-
-
-def _cols_shape(x_shape, w_shape, stride, padding):
-    """Shape of the im2col buffer _conv_forward can fill for _conv_backward."""
-    out = _conv_output_shape(x_shape, w_shape, stride, padding)
-    return (x_shape[0], w_shape[1] * w_shape[2] * w_shape[3] * out[2] * out[3])
 
 
 def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
@@ -592,7 +467,7 @@ def _pool_forward(x, kind, size, stride, n_threads, out=None, argmax=None):
     output arrays."""
     y = out
     if y is None:
-        y = np.empty(_pool_output_shape(x.shape, size, stride), dtype=x.dtype)
+        y = np.empty(_geometry.pool_output_shape(x.shape, size, stride), dtype=x.dtype)
     cache = None
     if kind == "max":
         cache = np.empty(y.shape, dtype=np.intc) if argmax is None else argmax

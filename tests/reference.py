@@ -5,9 +5,12 @@ straight from the definitions; speed is irrelevant here.
 """
 import numpy as np
 
+from pyconvnet import _geometry
+
 
 def pair(v):
-    return (v, v) if np.isscalar(v) else tuple(v)
+    # The package's one parser of "an int or an (h, w) pair".
+    return _geometry.pair(v, "size", minimum=0)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):

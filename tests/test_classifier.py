@@ -773,9 +773,9 @@ def test_dense_layers_too_large_are_refused_before_allocating():
 def test_layers_and_batches_larger_than_memory_are_refused(monkeypatch):
     """Activations and parameters are checked against the machine's memory
     before anything is allocated (the machine is made small here)."""
-    from pyconvnet import ops
+    from pyconvnet import _geometry
 
-    monkeypatch.setattr(ops, "_physical_memory", lambda: 64 * 2**20)
+    monkeypatch.setattr(_geometry, "physical_memory", lambda: 64 * 2**20)
     X = np.zeros((64, 1, 64, 64), np.float32)
     y = np.arange(64) % 2
     # 512 maps of 64x64, a batch of 64, output and gradient: 1 GiB

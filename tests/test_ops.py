@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pyconvnet
-from pyconvnet import ops
+from pyconvnet import _geometry, ops
 
 import reference as ref
 
@@ -381,7 +381,7 @@ def test_conv_unfolding_stays_inside_its_sample(xs, ws, padding, dtype):
     # next one). The cache row of a one-sample batch is followed here by a
     # sentinel row that has to stay as it was.
     x, w = _data(xs, dtype, 0), _data(ws, dtype, 1)
-    cols_shape = ops._cols_shape(xs, ws, (1, 1), padding)
+    cols_shape = _geometry.cols_shape(xs, ws, (1, 1), padding)
     cache = np.full((2 * cols_shape[1] + 16,), 7.0, dtype)
     cols = cache[:cols_shape[1]].reshape(cols_shape)
     out = ops._conv_forward(x, w, None, (1, 1), padding, 2, cols=cols)
