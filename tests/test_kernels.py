@@ -57,12 +57,14 @@ def test_set_isa_refuses_an_unknown_or_unavailable_one(restore_isa):
     assert kernels.set_isa(None) == kernels.available_isas()[-1]
 
 
-def test_an_unusable_isa_in_the_environment_warns_and_falls_back():
+def test_an_unusable_isa_in_the_environment_warns_and_falls_back(tmp_path):
     code = ("import warnings, pyconvnet._kernels as k; "
             "print(k.current_isa(), k.available_isas()[-1])")
     env = dict(os.environ, PYCONVNET_ISA="sse9")
+    # From another folder: the installed package, never a source tree.
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
     current, best = out.stdout.split()
     assert current == best
     assert "PYCONVNET_ISA='sse9' ignored" in out.stderr
