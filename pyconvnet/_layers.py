@@ -20,11 +20,6 @@ from scipy.special import expit
 
 from . import _geometry, ops
 
-# Largest im2col buffer a convolution keeps from its forward to its backward
-# pass; larger layers unfold their input again instead.
-COLS_CACHE_BYTES = 64 * 2**20
-
-
 class Layer:
     kind = "layer"
     #: whether the L2 penalty (``alpha``) applies to ``params[0]``
@@ -103,6 +98,10 @@ class Conv2D(Layer):
     the activation (fused into the same compiled pass)."""
 
     kind = "conv"
+    #: the registered implementation that runs it (None: "auto", chosen
+    #: per layer and dtype from what the machine runs; see
+    #: ``_kernels.registry``)
+    implementation = None
 
     def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
                  activation, init_scale, rng, dtype, bias=True):
@@ -144,47 +143,40 @@ class Conv2D(Layer):
         """The activated output; with ``pool``, the max-pooling layer that
         follows (non-overlapping windows), that layer's output instead,
         computed in the same pass (the network runs the two this way)."""
-        cols = None
-        if training:
-            # Keep the im2col unfolding for backward, up to COLS_CACHE_BYTES.
-            shape = _geometry.cols_shape(x.shape, self.weight.shape, self.stride,
-                                    self.padding)
-            if shape[0] * shape[1] * x.itemsize <= COLS_CACHE_BYTES:
-                cols = self._buffer("cols", shape, x.dtype, training)
-        argmax = None
         if pool is None:
             out = self._buffer("y", (x.shape[0],) + self.out_shape, x.dtype,
                                training)
-            y = ops._conv_forward(x, self.weight, self.bias, self.stride,
-                                  self.padding, self.n_threads, self.activation,
-                                  out=out, cols=cols)
+            argmax = None
         else:
             shape = (x.shape[0],) + pool.out_shape
-            y, argmax = ops._conv_forward(
-                x, self.weight, self.bias, self.stride, self.padding,
-                self.n_threads, self.activation,
-                out=self._buffer("pooled", shape, x.dtype, training),
-                cols=cols, pool=pool.size,
-                argmax=self._buffer("argmax", shape, np.intc, training))
+            out = self._buffer("pooled", shape, x.dtype, training)
+            argmax = self._buffer("argmax", shape, np.intc, training)
+        buffer = None
+        if training:
+            def buffer(key, shape, dtype):
+                return self._buffer("work:" + key, shape, dtype, True)
+        y, argmax, saved = ops._conv_forward(
+            x, self.weight, self.bias, self.stride, self.padding,
+            self.n_threads, self.activation, out=out,
+            pool=None if pool is None else pool.size, argmax=argmax,
+            buffer=buffer, implementation=self.implementation)
         # After a pooled pass, y and argmax are the pooled output and its
         # argmax, all that the backward pass needs.
-        self._x, self._y, self._used_cols, self._argmax = x, y, cols, argmax
+        self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
         return y
 
     def backward(self, dy):
         dx = None
         if self.input_grad:
             dx = self._buffer("dx", self._x.shape, self._x.dtype, True)
-        dx, _, _ = ops._conv_backward(np.ascontiguousarray(dy), self._x,
-                                      self.weight, self.stride, self.padding,
-                                      self.input_grad, self.n_threads,
-                                      self.activation, self._y,
-                                      cols=self._used_cols, dx=dx,
-                                      dweight=self._grads[0],
-                                      dbias=(self._grads[1] if self.has_bias else
-                                             self._buffer("dbias", self.weight.shape[:1],
-                                                          self.weight.dtype, True)),
-                                      argmax=self._argmax)
+        dbias = (self._grads[1] if self.has_bias else
+                 self._buffer("dbias", self.weight.shape[:1], self.weight.dtype,
+                              True))
+        dx, _, _ = ops._conv_backward(
+            np.ascontiguousarray(dy), self._x, self.weight, self.stride,
+            self.padding, self.input_grad, self.n_threads, self.activation,
+            self._y, saved=self._saved, dx=dx, dweight=self._grads[0],
+            dbias=dbias, argmax=self._argmax, implementation=self.implementation)
         return dx
 
 

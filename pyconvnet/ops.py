@@ -24,12 +24,12 @@ import numbers
 import numpy as np
 
 from . import _geometry
-from ._kernels import batchnorm as _batchnorm, conv_im2col as _conv, dense as _dense, pool as _pool
+from ._kernels import batchnorm as _batchnorm, dense as _dense, pool as _pool, registry
 from ._kernels.runtime import ACTIVATIONS
 from ._threads import blas_single_threaded, effective_n_threads
 
 __all__ = ["conv2d", "conv2d_grad", "pool2d", "pool2d_grad", "batch_norm",
-           "batch_norm_grad", "POOL_KINDS"]
+           "batch_norm_grad", "implementations", "POOL_KINDS"]
 
 POOL_KINDS = ("max", "l2", "avg")
 
@@ -133,6 +133,18 @@ def _validate_pool(x, size, stride, kind):
     return size, stride
 
 
+def _check_implementation(name):
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"implementation must be a string or None, got {name!r}")
+    registry.requested(name)
+
+
+def implementations():
+    """The registered convolution implementations, in the order "auto"
+    prefers them (a reference, such as "naive", is never chosen by "auto")."""
+    return registry.names()
+
+
 def _check_dy(dy, expected, what):
     if dy.shape != tuple(expected):
         raise ValueError(
@@ -144,7 +156,8 @@ def _check_dy(dy, expected, what):
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, n_threads=None):
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, n_threads=None,
+           implementation=None):
     """2-D convolution (cross-correlation) with shared weights.
 
     ``y[n, f, i, j] = bias[f] + sum over c, k, l of
@@ -164,6 +177,11 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, n_threads=None):
         Zeros added on each side of height and width, >= 0.
     n_threads : int, default=None
         OpenMP threads; None follows ``OMP_NUM_THREADS`` / threadpoolctl.
+    implementation : str, default=None
+        Which registered implementation computes it (:func:`implementations`):
+        None or "auto" picks the fastest that supports the call (or the one
+        named by the environment variable ``PYCONVNET_CONV``); "naive" is the
+        NumPy reference.
 
     Returns
     -------
@@ -187,12 +205,14 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, n_threads=None):
             f"bias must have shape (n_filters,) = ({weight.shape[0]},), "
             f"got {bias.shape}"
         )
+    _check_implementation(implementation)
     with blas_single_threaded():
-        return _conv_forward(x, weight, bias, stride, padding, n_threads)
+        return _conv_forward(x, weight, bias, stride, padding, n_threads,
+                             implementation=implementation)[0]
 
 
 def conv2d_grad(dy, x, weight, *, stride=1, padding=0, input_grad=True,
-                n_threads=None):
+                n_threads=None, implementation=None):
     """Gradients of :func:`conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -207,6 +227,8 @@ def conv2d_grad(dy, x, weight, *, stride=1, padding=0, input_grad=True,
     input_grad : bool, default=True
         Whether to compute ``dx``; a first layer needs none.
     n_threads : int, default=None
+    implementation : str, default=None
+        As in :func:`conv2d`.
 
     Returns
     -------
@@ -230,9 +252,10 @@ def conv2d_grad(dy, x, weight, *, stride=1, padding=0, input_grad=True,
     stride, padding = _validate_conv(x, weight, stride, padding, n_threads, 2)
     _check_dy(dy, _geometry.conv_output_shape(x.shape, weight.shape, stride, padding),
               "convolution")
+    _check_implementation(implementation)
     with blas_single_threaded():
         return _conv_backward(dy, x, weight, stride, padding, bool(input_grad),
-                              n_threads)
+                              n_threads, implementation=implementation)
 
 
 def pool2d(x, size=2, *, stride=None, kind="max", n_threads=None):
@@ -388,33 +411,35 @@ def batch_norm_grad(dy, x, gamma, beta, *, eps=1e-5, sample_weight=None,
 # dtype, and of shapes the public checks above would accept.
 # --------------------------------------------------------------------------
 def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
-                  out=None, cols=None, pool=None, argmax=None):
+                  out=None, pool=None, argmax=None, buffer=None,
+                  implementation=None):
     """Convolution, then bias and ``activation`` (None, "relu", "sigmoid" or
-    "tanh") fused into the same pass. ``cols``, if given, is an
-    (n_samples, K*P) buffer that receives each sample's im2col unfolding for
-    the backward pass (see :func:`_cols_shape`).
+    "tanh") fused into the same pass, by the registered ``implementation``
+    (None: ``"auto"``, see ``_kernels.registry``). Returns ``(y, argmax,
+    saved)``: ``saved`` is what the backward pass needs besides x and y
+    (training passes ``buffer``, the layer's lender of arrays that outlive a
+    batch, so that an implementation can keep work such as the im2col
+    unfolding).
 
     ``pool``, a window (h, w), max pools the activated output at a stride of
-    the window in the same pass: ``out`` (optional) then receives the pooled
-    output, ``argmax`` (optional) the index in its plane of each window's
-    maximum, and the function returns both (the full output is not kept)."""
-    shape = _geometry.conv_output_shape(x.shape, weight.shape, stride, padding)
-    act = ACTIVATIONS[activation]
-    if pool is None:
-        if out is None:
-            out = np.empty(shape, dtype=x.dtype)
-        _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
-                             padding[0], padding[1], act, n_threads)
-        return out
-    pooled_shape = _geometry.pool_output_shape(shape, pool, pool)
+    the window in the same pass: ``y`` is then the pooled output and
+    ``argmax`` the index in its plane of each window's maximum (the full
+    output is not kept); ``out`` and ``argmax`` may be given."""
+    geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
+                                                padding)
+    chosen = registry.select(implementation, geometry, x.dtype)
+    shape = (x.shape[0],) + geometry.out_shape
+    if pool is not None:
+        shape = _geometry.pool_output_shape(shape, pool, pool)
+        if argmax is None:
+            argmax = np.empty(shape, dtype=np.intc)
     if out is None:
-        out = np.empty(pooled_shape, dtype=x.dtype)
-    if argmax is None:
-        argmax = np.empty(pooled_shape, dtype=np.intc)
-    _conv.conv2d_forward(x, weight, bias, out, cols, stride[0], stride[1],
-                         padding[0], padding[1], act, n_threads, argmax,
-                         pool[0], pool[1])
-    return out, argmax
+        out = np.empty(shape, dtype=x.dtype)
+    if x.shape[0] == 0:
+        return out, argmax, None
+    saved = chosen.forward(x, weight, bias, geometry, activation, n_threads, out,
+                           pool, argmax, buffer)
+    return out, argmax, saved
 
 
 def _matmul(a, b, out, n_threads):
@@ -438,13 +463,14 @@ def _matmul(a, b, out, n_threads):
 
 
 def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
-                   activation=None, y=None, cols=None, dx=None, dweight=None,
-                   dbias=None, argmax=None):
-    """Gradients of :func:`_conv_forward`; ``y`` is its (activated) output,
-    needed when ``activation`` is not None; ``cols`` the buffer it filled;
-    ``dx``, ``dweight`` and ``dbias`` optional output arrays. After a pooled
-    forward pass, ``dy`` is the gradient of the pooled output, ``y`` the
-    pooled output and ``argmax`` the forward pass's argmax."""
+                   activation=None, y=None, saved=None, dx=None, dweight=None,
+                   dbias=None, argmax=None, implementation=None):
+    """Gradients of :func:`_conv_forward` by the same ``implementation``;
+    ``y`` is its (activated) output, needed when ``activation`` is not None;
+    ``saved`` what it returned; ``dx``, ``dweight`` and ``dbias`` optional
+    output arrays. After a pooled forward pass, ``dy`` is the gradient of the
+    pooled output, ``y`` the pooled output and ``argmax`` the forward pass's
+    argmax. An empty batch gives zero weight and bias gradients."""
     if input_grad and dx is None:
         dx = np.empty_like(x)
     elif not input_grad:
@@ -453,11 +479,15 @@ def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
         dweight = np.empty_like(weight)
     if dbias is None:
         dbias = np.empty(weight.shape[0], dtype=x.dtype)
-    # The kernel returns early, with zero weight and bias gradients, on an
-    # empty batch.
-    _conv.conv2d_backward(dy, y, x, weight, cols, dx, dweight, dbias, stride[0],
-                          stride[1], padding[0], padding[1],
-                          ACTIVATIONS[activation], n_threads, argmax)
+    if x.shape[0] == 0:
+        dweight[...] = 0
+        dbias[...] = 0
+        return dx, dweight, dbias
+    geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
+                                                padding)
+    chosen = registry.select(implementation, geometry, x.dtype)
+    chosen.backward(dy, x, weight, geometry, activation, n_threads, y, saved,
+                    dx, dweight, dbias, argmax)
     return dx, dweight, dbias
 
 

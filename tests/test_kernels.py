@@ -117,5 +117,130 @@ def test_activation_codes_are_one_list():
     expected = {"relu": np.maximum(x, 0), "sigmoid": 1 / (1 + np.exp(-x)),
                 "tanh": np.tanh(x), "identity": x}
     for name, want in expected.items():
-        got = ops._conv_forward(x, w, None, (1, 1), (0, 0), 1, name)
+        got = ops._conv_forward(x, w, None, (1, 1), (0, 0), 1, name)[0]
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+
+
+# --------------------------------------------------------------------------
+# The registry of convolution implementations
+# --------------------------------------------------------------------------
+from pyconvnet._kernels import registry  # noqa: E402
+
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+ACTIVATION_NAMES = [None, "relu", "sigmoid", "tanh"]
+
+
+def test_the_registry_holds_the_compiled_convolution_and_the_reference():
+    assert ops.implementations()[0] == "im2col"
+    assert "naive" in ops.implementations()
+    assert registry.get("naive").reference
+    geometry = registry.geometry_of(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)),
+                                    (1, 1), (0, 0))
+    # "auto" never picks a reference.
+    assert registry.select("auto", geometry, np.float32).name == "im2col"
+    assert registry.select("naive", geometry, np.float32).name == "naive"
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if n != "naive"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_every_implementation_agrees_with_the_naive_one(name, dtype, geometry,
+                                                        activation):
+    """Forward (with bias and the fused activation) and every gradient, each
+    implementation against the registered reference."""
+    x_shape, w_shape, stride, padding = geometry
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (rng.standard_normal(w_shape) / 3).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    results = {}
+    for impl in (name, "naive"):
+        y, _, saved = ops._conv_forward(x, w, b, stride, padding, 2, activation,
+                                        implementation=impl)
+        dy = np.cos(3 * y).astype(dtype)
+        grads = ops._conv_backward(dy, x, w, stride, padding, True, 2, activation,
+                                   y, saved, implementation=impl)
+        results[impl] = (y,) + grads
+    for got, want, what in zip(results[name], results["naive"],
+                               ("y", "dx", "dweight", "dbias")):
+        np.testing.assert_allclose(got, want, err_msg=what, **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if n != "naive"])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2)])
+def test_every_implementation_pools_as_the_naive_one(name, pool):
+    """The fused max pooling: the same values, the same argmax (the first
+    maximum of each window), the same gradients."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 2, 9, 8))
+    w = rng.standard_normal((4, 2, 3, 3)) / 3
+    b = rng.standard_normal(4)
+    results = {}
+    for impl in (name, "naive"):
+        y, argmax, saved = ops._conv_forward(x, w, b, (1, 1), (1, 1), 2, "relu",
+                                             pool=pool, implementation=impl)
+        dy = np.sin(5 * y)
+        grads = ops._conv_backward(dy, x, w, (1, 1), (1, 1), True, 2, "relu", y,
+                                   saved, argmax=argmax, implementation=impl)
+        results[impl] = (y, argmax) + grads
+    for got, want, what in zip(results[name], results["naive"],
+                               ("y", "argmax", "dx", "dweight", "dbias")):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=what)
+
+
+def test_ops_takes_an_implementation_and_refuses_unknown_ones():
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
+    np.testing.assert_allclose(ops.conv2d(x, w, implementation="naive"),
+                               ops.conv2d(x, w, implementation="im2col"), rtol=1e-12)
+    for bad in ("winograd9", "auto2"):
+        with pytest.raises(ValueError, match="unknown convolution implementation"):
+            ops.conv2d(x, w, implementation=bad)
+    with pytest.raises(TypeError, match="implementation must be a string"):
+        ops.conv2d_grad(ops.conv2d(x, w), x, w, implementation=3)
+
+
+def test_an_unsupported_forced_implementation_is_refused(monkeypatch):
+    narrow = registry.ConvImplementation(
+        "narrow-test", registry.get("naive").forward, registry.get("naive").backward,
+        dtypes=(np.dtype(np.float64),), supports_geometry=lambda g: g.stride == (1, 1))
+    monkeypatch.setitem(registry._REGISTRY, "narrow-test", narrow)
+    x, w = np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3))
+    ops.conv2d(x, w, implementation="narrow-test")
+    with pytest.raises(ValueError, match="cannot run this layer.*float64"):
+        ops.conv2d(x.astype(np.float32), w.astype(np.float32),
+                   implementation="narrow-test")
+    with pytest.raises(ValueError, match="cannot run this layer.*geometry"):
+        ops.conv2d(x, w, stride=2, implementation="narrow-test")
+
+
+def test_the_environment_forces_an_implementation_on_a_whole_network(monkeypatch):
+    """PYCONVNET_CONV=naive trains a network through the reference: the same
+    model as the compiled convolution's, to float rounding."""
+    from sklearn.datasets import load_digits
+
+    from pyconvnet import ConvNetClassifier
+
+    calls = []
+    naive = registry.get("naive")
+    spy = registry.ConvImplementation(
+        "naive", lambda *a, **k: calls.append("f") or naive.forward(*a, **k),
+        naive.backward, reference=True)
+    monkeypatch.setitem(registry._REGISTRY, "naive", spy)
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:120] / 16, y[:120]
+    params = dict(conv_layers=((4, 3),), hidden_layer_sizes=(8,), max_iter=2,
+                  random_state=0, dtype="float64", batch_size=40)
+    compiled = ConvNetClassifier(**params).fit(X, y)
+    assert not calls
+    monkeypatch.setenv("PYCONVNET_CONV", "naive")
+    reference = ConvNetClassifier(**params).fit(X, y)
+    assert calls
+    np.testing.assert_allclose(reference.coefs_[0], compiled.coefs_[0], rtol=1e-7,
+                               atol=1e-9)
+    np.testing.assert_allclose(reference.predict_proba(X), compiled.predict_proba(X),
+                               atol=1e-9)
+    monkeypatch.setenv("PYCONVNET_CONV", "nonesuch")
+    with pytest.raises(ValueError, match="unknown convolution implementation"):
+        ConvNetClassifier(**params).fit(X, y)

@@ -384,12 +384,16 @@ def test_conv_unfolding_stays_inside_its_sample(xs, ws, padding, dtype):
     cols_shape = _geometry.cols_shape(xs, ws, (1, 1), padding)
     cache = np.full((2 * cols_shape[1] + 16,), 7.0, dtype)
     cols = cache[:cols_shape[1]].reshape(cols_shape)
-    out = ops._conv_forward(x, w, None, (1, 1), padding, 2, cols=cols)
+    from pyconvnet._kernels import conv_im2col
+
+    out = np.empty(_geometry.conv_output_shape(xs, ws, (1, 1), padding), dtype)
+    conv_im2col.conv2d_forward(x, w, None, out, cols, 1, 1, *padding, 0, 2)
     np.testing.assert_array_equal(cache[cols_shape[1]:], 7.0)
     np.testing.assert_allclose(out, ref.conv2d(x, w, None, 1, padding),
                                **TOL[dtype])
-    dx, dw, _ = ops._conv_backward(out, x, w, (1, 1), padding, True, 1,
-                                   cols=cols)
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(ws[0], dtype)
+    conv_im2col.conv2d_backward(out, None, x, w, cols, dx, dw, db, 1, 1,
+                                *padding, 0, 1)
     rdx, rdw, _ = ref.conv2d_grad(out, x, w, 1, padding)
     np.testing.assert_allclose(dx, rdx, **TOL[dtype])
     np.testing.assert_allclose(dw, rdw, **TOL[dtype])
