@@ -18,7 +18,8 @@ from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_is_fitted, validate_data)
 
 from ._augment import AUGMENT_KINDS, augment_batch
-from ._network import ALIASES, build_network, check_batch, plan_network, plan_rows
+from ._network import build_network, check_batch
+from ._spec import ALIASES, build_spec
 from ._optimizers import SGD, Adam
 from ._threads import ThreadGovernor, blas_single_threaded, effective_n_threads
 from . import _geometry
@@ -590,13 +591,14 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
         if first_pass:
             image_shape = self._resolve_image_shape(X.shape[1], nd_shape)
-            plan = self._plan(image_shape, len(self.classes_), X.dtype.type)
+            spec = self._network_spec(image_shape, len(self.classes_),
+                                      X.dtype.type, multilabel)
             # The training batches' memory, before any weight is allocated
             # (_train checks the exact sizes, after a validation split).
-            check_batch(plan_rows(plan), self._batch_size(X.shape[0]),
+            check_batch(spec, self._batch_size(X.shape[0]),
                         X.dtype.itemsize, training=True)
             self._init_fitted_state(image_shape, self.classes_, X.dtype.type,
-                                    plan=plan, multilabel=multilabel)
+                                    spec=spec, multilabel=multilabel)
             if self.verbose:
                 print(self.architecture_summary())
         else:
@@ -731,14 +733,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 + ", ".join(f"{name}={built_params[name]!r}" for name in changed)
                 + "); set them back, or fit a new model with warm_start=False")
 
-    def _plan(self, image_shape, n_classes, dtype):
-        """The network's plan for these hyperparameters (checked here)."""
+    def _network_spec(self, image_shape, n_classes, dtype, multilabel=False):
+        """The network these hyperparameters describe (checked here)."""
         arch = self._architecture()
-        return plan_network(
+        return build_spec(
             image_shape, n_classes, arch["conv_layers"], arch["padding"],
             arch["pooling"], arch["pool_size"], arch["hidden_layer_sizes"],
             arch["activation"], arch["dropout"], np.dtype(dtype).itemsize,
-            arch["batch_norm"], self._plan_threads())
+            arch["batch_norm"], self._plan_threads(),
+            head="logistic" if multilabel else "softmax")
 
     def _plan_threads(self):
         """The threads whose workspaces the plan checks: ``n_threads`` as
@@ -749,19 +752,19 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         except (TypeError, ValueError):
             return effective_n_threads(None)
 
-    def _init_fitted_state(self, image_shape, classes, dtype, plan=None,
+    def _init_fitted_state(self, image_shape, classes, dtype, spec=None,
                            multilabel=False):
         """Everything a first fit starts from — and ``load`` too, which then
         overwrites the weights and the training history: the network built
         from the one ``random_state`` (which keeps driving shuffling and
         dropout afterwards), no optimizer yet, an empty history."""
-        plan = self._plan(image_shape, len(classes), dtype) if plan is None else plan
+        if spec is None:
+            spec = self._network_spec(image_shape, len(classes), dtype, multilabel)
         self.classes_ = classes
         self._dtype = dtype
         self.image_shape_ = tuple(image_shape)
         self._random_state = check_random_state(self.random_state)
-        self._network = build_network(plan, image_shape, self._random_state, dtype,
-                                      "logistic" if multilabel else "softmax")
+        self._network = build_network(spec, self._random_state, dtype)
         self._optimizer = None
         params = self.get_params()
         self._built_params = {name: params[name] for name in self._ARCHITECTURE_PARAMS}
@@ -788,7 +791,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         # The weight layers (convolutions and dense layers), as in
         # MLPClassifier; a convolution without bias (before batch norm)
         # shows a read-only zero intercept.
-        layers = [l for l in self._network.layers if l.kind in ("conv", "dense")]
+        layers = [l for l in self._network.layers if l.weight_layer]
         self.coefs_ = [l.params[0] for l in layers]
         self.intercepts_ = [l.params[1] if len(l.params) > 1 else
                             _zeros_readonly(l.params[0].shape[0], l.params[0].dtype)
@@ -986,7 +989,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         images = self._images(X)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=self._dtype)
         network = self._network
-        per_sample = network.largest_output() * network.dtype.itemsize
+        per_sample = network.spec.largest_output * network.dtype.itemsize
         step = int(np.clip(PREDICT_BYTES // per_sample, 1, PREDICT_BATCH))
         network.check_batch(min(step, X.shape[0]), training=False)
         network.set_threads(effective_n_threads(self.n_threads))

@@ -14,14 +14,52 @@ Every layer has
 
 Layers keep what their backward pass needs from the last forward pass. They
 reach the compiled kernels only through ``pyconvnet.ops``.
+
+The registry: each layer class is registered for its spec type
+(``_spec``) and owns, besides its passes, its construction from the spec
+(``from_spec``), its row of the architecture summary (``describe``,
+``n_params``), its ONNX nodes (``to_onnx``) and its fusion with the layer
+after it (``fuses_with``). ``build_layers`` instantiates a network spec.
 """
 import numpy as np
 from scipy.special import expit
 
-from . import _geometry, ops
+from . import _geometry, _spec, ops
+
+# Variance scale of the initial weights: He initialisation for ReLU,
+# N(0, 1/n_in) for sigmoid and tanh (and for the output layer).
+INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0, "identity": 1.0, None: 1.0}
+
+_LAYER_TYPES = {}
+
+
+def register_layer(spec_type):
+    """Class decorator: the layer class that ``spec_type`` specs build."""
+    def register(cls):
+        _LAYER_TYPES[spec_type] = cls
+        cls.spec_type = spec_type
+        cls.kind = spec_type.kind
+        return cls
+    return register
+
+
+def build_layers(spec, rng, dtype):
+    """The layers of a network spec, their initial weights drawn from
+    ``rng`` in layer order."""
+    layers = []
+    for layer_spec in spec.layers:
+        try:
+            cls = _LAYER_TYPES[type(layer_spec)]
+        except KeyError:
+            raise ValueError(f"no layer is registered for {layer_spec!r}") from None
+        layers.append(cls.from_spec(layer_spec, rng, dtype))
+    return layers
 
 class Layer:
-    kind = "layer"
+    kind = "layer"          # its spec type's kind, set by register_layer
+    #: a weight layer in MLPClassifier's sense: ``params[0]`` is a
+    #: ``coefs_`` entry and ``params[1]`` (when there) an ``intercepts_`` one
+    weight_layer = False
     #: whether the L2 penalty (``alpha``) applies to ``params[0]``
     decay = True
     #: whether training's ``forward`` takes the batch's sample weights
@@ -91,13 +129,27 @@ class Layer:
     def describe(self):
         return self.kind
 
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        raise NotImplementedError
 
+    def fuses_with(self, next_layer):
+        """Whether this layer runs ``next_layer`` in its own pass."""
+        return False
+
+    def to_onnx(self, graph, x):
+        """Add this layer's prediction-time ONNX nodes after tensor ``x``
+        (through ``pyconvnet.onnx``'s graph helper); returns the output."""
+        raise NotImplementedError(f"cannot export a {self.kind} layer to ONNX")
+
+
+@register_layer(_spec.ConvSpec)
 class Conv2D(Layer):
     """Convolution with shared weights: F feature maps, each one kernel
     (C, KH, KW) and one bias slid over the input with a stride, followed by
     the activation (fused into the same compiled pass)."""
 
-    kind = "conv"
+    weight_layer = True
     #: the registered implementation that runs it (None: "auto", chosen
     #: per layer and dtype from what the machine runs; see
     #: ``_kernels.registry``)
@@ -123,6 +175,33 @@ class Conv2D(Layer):
         self.bind([weight, np.zeros(n_filters, dtype=dtype)] if bias else [weight])
         self.out_shape = _geometry.conv_output_shape((1, c, h, w), weight.shape,
                                                      stride, padding)[1:]
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        # A convolution without bias is followed by batch norm, which
+        # applies the activation; the initial scale is the activation's all
+        # the same.
+        act = spec.activation
+        return cls(spec.in_shape, spec.n_filters, tuple(spec.kernel),
+                   tuple(spec.stride), tuple(spec.padding),
+                   act if spec.bias else "identity", INIT_SCALE[act], rng, dtype,
+                   bias=spec.bias)
+
+    def fuses_with(self, next_layer):
+        # Max pooling (whose windows never overlap) runs in the
+        # convolution's pass, so that the convolution's full output and its
+        # gradient never reach memory; bit-identical to the layers in turn.
+        return next_layer.kind == "pool" and next_layer.pool_kind == "max"
+
+    def to_onnx(self, graph, x):
+        weight = graph.constant("conv_w", self.weight)
+        bias = graph.constant("conv_b", self.bias if self.has_bias else
+                              np.zeros(self.weight.shape[0]))
+        ph, pw = self.padding
+        x = graph.node("Conv", [x, weight, bias], "conv",
+                       kernel_shape=list(self.kernel_size),
+                       strides=list(self.stride), pads=[ph, pw, ph, pw])
+        return graph.activation(x, self.activation)
 
     def describe(self):
         f, c, kh, kw = self.weight.shape
@@ -180,6 +259,7 @@ class Conv2D(Layer):
         return dx
 
 
+@register_layer(_spec.BatchNormSpec)
 class BatchNorm2D(Layer):
     """Batch normalisation of each feature map, then the activation (fused
     into the same compiled pass).
@@ -195,7 +275,6 @@ class BatchNorm2D(Layer):
     decay applies to this layer.
     """
 
-    kind = "batchnorm"
     MOMENTUM = 0.1
     EPS = 1e-5
     decay = False
@@ -208,6 +287,17 @@ class BatchNorm2D(Layer):
         self.out_shape = tuple(in_shape)
         self.bind([np.ones(c, dtype), np.zeros(c, dtype), np.zeros(c, dtype),
                    np.ones(c, dtype)])
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        return cls(spec.in_shape, spec.activation, dtype)
+
+    def to_onnx(self, graph, x):
+        gamma, beta, mean, var = (graph.constant(n, p) for n, p in zip(
+            ("bn_scale", "bn_bias", "bn_mean", "bn_var"), self.params))
+        x = graph.node("BatchNormalization", [x, gamma, beta, mean, var], "bn",
+                       epsilon=float(self.EPS))
+        return graph.activation(x, self.activation)
 
     def describe(self):
         return f"batch-norm, {self.activation}"
@@ -252,11 +342,11 @@ class BatchNorm2D(Layer):
         return dx
 
 
+@register_layer(_spec.PoolSpec)
 class Pool2D(Layer):
     """Pooling: each (KH, KW) window of each feature map condensed to one
     value (max, L2 norm or mean), windows not overlapping."""
 
-    kind = "pool"
 
     def __init__(self, in_shape, kind, size):
         super().__init__()
@@ -264,6 +354,19 @@ class Pool2D(Layer):
         self.size = size
         self.out_shape = _geometry.pool_output_shape((1,) + tuple(in_shape),
                                                      size, size)[1:]
+
+    # The ONNX operator of each pooling kind, and its attributes.
+    ONNX_OPS = {"max": ("MaxPool", {}), "l2": ("LpPool", {"p": 2}),
+                "avg": ("AveragePool", {})}
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        return cls(spec.in_shape, spec.pool_kind, tuple(spec.size))
+
+    def to_onnx(self, graph, x):
+        op, attrs = self.ONNX_OPS[self.pool_kind]
+        return graph.node(op, [x], "pool", kernel_shape=list(self.size),
+                          strides=list(self.size), **attrs)
 
     def describe(self):
         return f"{self.pool_kind}-pool {self.size[0]}x{self.size[1]}"
@@ -287,8 +390,15 @@ class Pool2D(Layer):
                                   self.n_threads, dx=dx)
 
 
+@register_layer(_spec.FlattenSpec)
 class Flatten(Layer):
-    kind = "flatten"
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        return cls(spec.in_shape)
+
+    def to_onnx(self, graph, x):
+        return graph.node("Flatten", [x], "flatten", axis=1)
 
     def __init__(self, in_shape):
         super().__init__()
@@ -302,10 +412,11 @@ class Flatten(Layer):
         return dy.reshape((dy.shape[0],) + self.in_shape)
 
 
+@register_layer(_spec.DenseSpec)
 class Dense(Layer):
     """Fully connected: y = x @ W + b, W of shape (n_in, n_out)."""
 
-    kind = "dense"
+    weight_layer = True
 
     def __init__(self, n_in, n_out, init_scale, rng, dtype):
         super().__init__()
@@ -313,6 +424,19 @@ class Dense(Layer):
                             (n_in, n_out)).astype(dtype)
         self.bind([weight, np.zeros(n_out, dtype=dtype)])
         self.out_shape = (n_out,)
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        # He for ReLU hidden layers, N(0, 1/n_in) for the others and for
+        # the output.
+        return cls(spec.in_shape[0], spec.n_out, INIT_SCALE[spec.activation],
+                   rng, dtype)
+
+    def to_onnx(self, graph, x):
+        product = graph.node("MatMul", [x, graph.constant("dense_w", self.weight)],
+                             "matmul")
+        return graph.node("Add", [product, graph.constant("dense_b", self.bias)],
+                          "dense")
 
     def describe(self):
         return f"dense {self.weight.shape[1]}"
@@ -333,8 +457,15 @@ class Dense(Layer):
         return ops._matmul(dy, self.weight.T, dx, self.n_threads)
 
 
+@register_layer(_spec.ActivationSpec)
 class Activation(Layer):
-    kind = "activation"
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        return cls(spec.in_shape, spec.name)
+
+    def to_onnx(self, graph, x):
+        return graph.activation(x, self.name)
 
     def __init__(self, in_shape, name):
         super().__init__()
@@ -368,18 +499,25 @@ class Activation(Layer):
         return dy * (1 - y * y)
 
 
+@register_layer(_spec.DropoutSpec)
 class Dropout(Layer):
     """Inverted dropout: in training, each unit is zeroed with probability
     ``rate`` and the survivors scaled by 1 / (1 - rate), so that nothing
     changes at prediction time."""
 
-    kind = "dropout"
 
     def __init__(self, in_shape, rate, rng):
         super().__init__()
         self.rate = rate
         self.rng = rng
         self.out_shape = tuple(in_shape)
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        return cls(spec.in_shape, spec.rate, rng)
+
+    def to_onnx(self, graph, x):
+        return x        # the identity at prediction time
 
     def describe(self):
         return f"dropout {self.rate:g}"

@@ -1,179 +1,52 @@
 """The network: a chain of layers with a softmax output and the
-log-likelihood (cross-entropy) cost.
+log-likelihood (cross-entropy) cost, or a sigmoid per label.
 
-``plan_network`` turns the estimator's hyperparameters into the shapes of
-every layer for a given image shape, shrinking any kernel or pooling window
-that is larger than its input (so the defaults work on 8x8 digits, 28x28
-images and plain tabular rows alike), and allocates nothing;
-``build_network`` instantiates a plan.
+``build_network`` instantiates a network spec (``_spec.build_spec`` works
+one out from the hyperparameters); ``check_batch`` refuses a batch the
+layers could not hold.
 """
 import numpy as np
 from scipy.special import expit
 
 from . import _geometry
-from ._layers import (Activation, BatchNorm2D, Conv2D, Dense, Dropout,
-                      Flatten, Pool2D)
-
-# Variance scale of the initial weights: He initialisation for ReLU,
-# N(0, 1/n_in) for sigmoid and tanh (and for the softmax output).
-INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0, "identity": 1.0}
-
-# MLPClassifier's name for the sigmoid.
-ALIASES = {"logistic": "sigmoid"}
+from ._layers import build_layers
 
 
-def plan_network(image_shape, n_classes, conv_layers, padding, pooling,
-                 pool_size, hidden_layer_sizes, activation, dropout,
-                 itemsize=4, batch_norm=False, n_threads=1):
-    """The architecture for images of shape (C, H, W) and ``n_classes``
-    outputs, worked out without allocating anything: a list of
-    ``(kind, arguments, parameter shapes)``, one per layer.
-
-    ``padding`` is "valid" (no padding) or "same" (``(k - 1) // 2`` zeros on
-    each side, which keeps the size for odd kernels at stride 1). Every
-    convolution's sizes are checked against the kernels' limits here (with
-    the im2col workspaces of a backward pass on ``n_threads`` threads), so
-    ``load`` can check a file's arrays against the plan before it allocates
-    a network, and ``fit`` refuses an impossible layer before drawing a
-    weight.
-
-    With ``batch_norm`` each convolution loses its bias and is followed by a
-    batch-norm layer that applies the activation.
-    """
-    plan = []
-    shape = tuple(int(v) for v in image_shape)
-    activation = ALIASES.get(activation, activation)
-    for number, spec in enumerate(conv_layers, 1):
-        n_filters = int(spec[0])
-        kernel = _geometry.pair(spec[1], "kernel_size")
-        stride = _geometry.pair(spec[2], "stride") if len(spec) > 2 else (1, 1)
-        geometry = _geometry.ConvGeometry.fit(shape, n_filters, kernel, stride,
-                                              padding)
-        # The backward pass's two im2col-sized buffers per thread.
-        geometry.check(itemsize, 2 * n_threads, what=f"conv layer {number}")
-        conv = dict(in_shape=shape, n_filters=n_filters,
-                    kernel_size=geometry.kernel, stride=stride,
-                    padding=geometry.padding, activation=activation,
-                    bias=not batch_norm)
-        plan.append(("conv", conv, [geometry.weight_shape]
-                     + ([] if batch_norm else [(n_filters,)])))
-        shape = geometry.out_shape
-        if batch_norm:
-            plan.append(("batchnorm", dict(in_shape=shape, activation=activation),
-                         [(n_filters,)] * 4))
-        size = None if pooling is None else _geometry.fit_pool(
-            shape, _geometry.pair(pool_size, "pool_size"))
-        if size is not None:
-            plan.append(("pool", dict(in_shape=shape, kind=pooling, size=size), []))
-            shape = _geometry.pool_output_shape((1,) + shape, size, size)[1:]
-    plan.append(("flatten", dict(in_shape=shape), []))
-    n_in = int(np.prod(shape, dtype=object))
-    for number, n_out in enumerate(hidden_layer_sizes, 1):
-        n_out = int(n_out)
-        _geometry.check_dense(n_in, n_out, what=f"dense layer {number}")
-        plan.append(("dense", dict(n_in=n_in, n_out=n_out, activation=activation),
-                     [(n_in, n_out), (n_out,)]))
-        plan.append(("activation", dict(in_shape=(n_out,), name=activation), []))
-        if dropout > 0:
-            plan.append(("dropout", dict(in_shape=(n_out,), rate=dropout), []))
-        n_in = n_out
-    _geometry.check_dense(n_in, n_classes, what="the output layer")
-    plan.append(("dense", dict(n_in=n_in, n_out=n_classes, activation=None),
-                 [(n_in, n_classes), (n_classes,)]))
-    # The parameters, their gradients and up to two optimizer moments are
-    # each one flat array of this size; a network that cannot hold them is
-    # refused before a weight is drawn (``load`` checks a file's plan here
-    # too, before it allocates anything).
-    n_params = sum(int(np.prod(s, dtype=object)) for s in param_shapes(plan))
-    _geometry.check_workspace(4 * n_params * itemsize,
-                         f"the network's {n_params:,} parameters (with their "
-                         "gradients and the optimizer's state)")
-    return plan
-
-
-def plan_rows(plan):
-    """(name, kind, output shape of one sample) of each planned layer."""
-    rows = []
-    for i, (kind, args, _) in enumerate(plan):
-        if kind == "dense":
-            out = (args["n_out"],)
-        elif kind == "flatten":
-            out = (int(np.prod(args["in_shape"], dtype=object)),)
-        elif kind in ("activation", "dropout"):
-            out = args["in_shape"]
-        else:               # conv, batchnorm, pool: the next layer's input
-            out = plan[i + 1][1]["in_shape"]
-        rows.append((kind, kind, out))
-    return rows
-
-
-def check_batch(rows, batch_size, itemsize, training):
-    """Refuse a batch that layers ``rows`` (name, kind, output shape) cannot
-    run, before any kernel does.
+def check_batch(spec, batch_size, itemsize, training, names=None):
+    """Refuse a batch that the layers of network ``spec`` cannot run, before
+    any kernel does (``names``: each layer's name for the messages).
 
     Every layer's output (and, in training, its gradient) is one array of
     ``batch_size`` samples: a layer whose arrays, or a network whose arrays
     together, would not fit in the machine's memory is a ValueError naming
-    the layer and the GiB it needs. In training, batch norm needs more than
-    one value per feature map (a single value normalises to exactly zero
-    and its gradient vanishes: PyTorch refuses it too).
+    the layer and the GiB it needs. In training, each layer's own rule
+    applies too (``LayerSpec.training_batch_problem``: batch norm needs more
+    than one value per feature map).
     """
+    names = names or [layer.kind for layer in spec.layers]
     per_value = itemsize * (2 if training else 1)
-    sizes = [batch_size * int(np.prod(out, dtype=object)) * per_value
-             for _, _, out in rows]
+    sizes = [batch_size * int(np.prod(layer.out_shape, dtype=object)) * per_value
+             for layer in spec.layers]
     biggest = int(np.argmax(sizes))
-    what = f"layer {biggest + 1} ({rows[biggest][0]}) on a batch of {batch_size}"
+    what = f"layer {biggest + 1} ({names[biggest]}) on a batch of {batch_size}"
     _geometry.check_workspace(sizes[biggest], what)
     _geometry.check_workspace(sum(sizes), f"the network's layers (the largest: {what})")
     if not training:
         return
-    for number, (name, kind, out) in enumerate(rows, 1):
-        if kind == "batchnorm" and batch_size * out[1] * out[2] < 2:
-            raise ValueError(
-                f"batch norm needs more than one value per feature map in each "
-                f"training batch, but layer {number} ({name}) has {out[1]}x"
-                f"{out[2]} maps and a batch holds {batch_size} sample: use a "
-                "batch_size of 2 or more (one that does not leave a last batch "
-                "of 1 sample), fewer pooling layers, or batch_norm=False")
+    for number, (name, layer) in enumerate(zip(names, spec.layers), 1):
+        problem = layer.training_batch_problem(batch_size)
+        if problem:
+            raise ValueError(problem.format(layer=f"layer {number} ({name})"))
 
 
-def param_shapes(plan):
-    """The shapes of a plan's parameters, in the order the network holds them."""
-    return [shape for _, _, shapes in plan for shape in shapes]
-
-
-def build_network(plan, input_shape, rng, dtype, out_activation="softmax"):
-    """Instantiate a plan: the layers, their initial weights drawn from
-    ``rng`` in layer order, and the network that owns them, ending in a
-    softmax over classes or (``"logistic"``) a sigmoid per label."""
-    layers = []
-    for kind, args, _ in plan:
-        if kind == "conv":
-            # A convolution without bias is followed by batch norm, which
-            # applies the activation; the initial scale is the activation's
-            # all the same.
-            act = args["activation"]
-            layers.append(Conv2D(args["in_shape"], args["n_filters"],
-                                 args["kernel_size"], args["stride"],
-                                 args["padding"], act if args["bias"] else "identity",
-                                 INIT_SCALE[act], rng, dtype, bias=args["bias"]))
-        elif kind == "batchnorm":
-            layers.append(BatchNorm2D(args["in_shape"], args["activation"], dtype))
-        elif kind == "pool":
-            layers.append(Pool2D(args["in_shape"], args["kind"], args["size"]))
-        elif kind == "flatten":
-            layers.append(Flatten(args["in_shape"]))
-        elif kind == "dense":
-            # He for ReLU hidden layers, N(0, 1/n_in) for the others and for
-            # the output.
-            scale = 1.0 if args["activation"] is None else INIT_SCALE[args["activation"]]
-            layers.append(Dense(args["n_in"], args["n_out"], scale, rng, dtype))
-        elif kind == "activation":
-            layers.append(Activation(args["in_shape"], args["name"]))
-        else:
-            layers.append(Dropout(args["in_shape"], args["rate"], rng))
+def build_network(spec, rng, dtype):
+    """Instantiate a network spec: the layers, their initial weights drawn
+    from ``rng`` in layer order, and the network that owns them."""
+    layers = build_layers(spec, rng, dtype)
     layers[0].input_grad = False
-    return Network(tuple(input_shape), layers, out_activation)
+    network = Network(tuple(spec.input_shape), layers, spec.head)
+    network.spec = spec
+    return network
 
 
 def _log_softmax(scores):
@@ -283,22 +156,24 @@ class Network:
 
     def check_batch(self, batch_size, training):
         """``check_batch`` for this network's layers."""
-        check_batch([(layer.describe(), layer.kind, layer.out_shape)
-                     for layer in self.layers], batch_size, self.dtype.itemsize,
-                    training)
+        check_batch(self.spec, batch_size, self.dtype.itemsize, training,
+                    [layer.describe() for layer in self.layers])
 
-    def largest_output(self):
-        """Values in the largest layer output of one sample."""
-        return max(int(np.prod(layer.out_shape, dtype=object)) for layer in self.layers)
+    #: whether layers that can run the next layer in their own pass do
+    #: (``Layer.fuses_with``); results are bit-identical either way
+    fuse = True
+
+    def set_fusion(self, fuse):
+        """Run fusable neighbours in one pass (True) or every layer on its
+        own (False, for tests and benchmarks)."""
+        self.fuse = bool(fuse)
+        self.__dict__.pop("_stage_list", None)
 
     def _stages(self):
-        """The layers as they run, as (layer, pooling layer or None): a
-        convolution followed by max pooling (whose windows never overlap) is
-        one stage, run by the convolution's kernel in one pass, so that the
-        convolution's full output and its gradient never reach memory; the
-        results are bit-identical to running the two layers in turn. Worked
-        out once from the layers (which never change) and kept, not
-        pickled."""
+        """The layers as they run, as (layer, the next layer it runs in its
+        own pass, or None): each layer decides with ``fuses_with`` (a
+        convolution runs the max pooling after it). Worked out once from the
+        layers (which never change) and kept, not pickled."""
         stages = self.__dict__.get("_stage_list")
         if stages is not None:
             return stages
@@ -306,8 +181,7 @@ class Network:
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if (layer.kind == "conv" and nxt is not None and nxt.kind == "pool"
-                    and nxt.pool_kind == "max"):
+            if self.fuse and nxt is not None and layer.fuses_with(nxt):
                 stages.append((layer, nxt))
                 i += 2
             else:

@@ -18,7 +18,10 @@ import numpy as np
 from ._optimizers import SGD, Adam
 
 FORMAT = "pyconvnet-model"
-FORMAT_VERSION = 1
+# 2: the file also holds the network's spec (``_spec.NetworkSpec.to_dict``)
+# and the estimator's class name. Version 1 files (without them) still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _META_KEY = "__meta__"
 
 
@@ -74,6 +77,8 @@ def save(model, path):
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "pyconvnet_version": __version__,
+        "estimator": type(model).__name__,
+        "network": model._network.spec.to_dict(),
         "params": {k: _jsonable(v) for k, v in params.items()},
         "dtype": np.dtype(model._dtype).name,
         "image_shape": list(model.image_shape_),
@@ -252,7 +257,6 @@ def load(path):
     """
     from . import __version__
     from ._classifier import ConvNetClassifier
-    from ._network import param_shapes
 
     # Whatever a malformed file makes the zip, zlib/lzma, .npy or JSON
     # readers raise (a flipped byte has given NotImplementedError,
@@ -265,7 +269,7 @@ def load(path):
                          f"{type(exc).__name__}: {exc}") from None
     try:
         with archive:
-            model, meta = _load_checked(archive, ConvNetClassifier, param_shapes)
+            model, meta = _load_checked(archive, ConvNetClassifier)
     except ValueError as exc:
         raise ValueError(f"invalid pyconvnet model file: {exc}") from None
     except Exception as exc:
@@ -280,7 +284,7 @@ def load(path):
     return model
 
 
-def _load_checked(archive, ConvNetClassifier, param_shapes):
+def _load_checked(archive, ConvNetClassifier):
     """The work of :func:`load` on an open archive: check, then read."""
     infos = {info.filename: info for info in archive.infolist()}
     meta_info = infos.get(_META_KEY + ".npy")
@@ -297,8 +301,12 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
         raise ValueError("bad metadata")
     if meta.get("format") != FORMAT:
         raise ValueError("not a pyconvnet model file")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported model format version {meta.get('format_version')!r}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ValueError(f"unsupported model format version {version!r}")
+    if version >= 2 and meta.get("estimator") != ConvNetClassifier.__name__:
+        raise ValueError(f"the file holds a {meta.get('estimator')!r}, not a "
+                         f"{ConvNetClassifier.__name__}")
     if not isinstance(meta.get("pyconvnet_version"), str):
         raise ValueError("bad pyconvnet_version")
     if not isinstance(meta["params"], dict):
@@ -343,8 +351,15 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
     if (len(shape) != 1 or not 2 <= shape[0] <= _MAX_CLASSES
             or class_dtype.hasobject or class_dtype.kind not in "biufUS"):
         raise ValueError(f"bad classes: shape {shape}, dtype {class_dtype}")
-    plan = model._plan(image_shape, shape[0], dtype)
-    expected = param_shapes(plan)
+    spec = model._network_spec(image_shape, shape[0], dtype, multilabel)
+    if version >= 2:
+        # The network the file describes must be the one its
+        # hyperparameters build here.
+        from ._spec import NetworkSpec
+        if NetworkSpec.from_dict(meta.get("network")) != spec:
+            raise ValueError("the file's network disagrees with the network "
+                             "its hyperparameters describe")
+    expected = spec.param_shapes
     optimizer = _check_optimizer(meta.get("optimizer"), model)
     wanted = {_META_KEY + ".npy", "classes.npy"} | {
         f"param_{i}.npy" for i in range(len(expected))} | {
@@ -384,7 +399,7 @@ def _load_checked(archive, ConvNetClassifier, param_shapes):
         raise ValueError("classes are not unique")
     if multilabel and not np.array_equal(classes, np.arange(len(classes))):
         raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
-    model._init_fitted_state(image_shape, classes, dtype.type, plan=plan,
+    model._init_fitted_state(image_shape, classes, dtype.type, spec=spec,
                              multilabel=multilabel)
     for i, target in enumerate(model._network.params):
         stored = _read_member(archive, *headers[i])

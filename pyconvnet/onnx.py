@@ -39,12 +39,11 @@ __all__ = ["convert_convnet_classifier"]
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "logistic": "Sigmoid",
                 "tanh": "Tanh", "identity": None, None: None}
-_POOLS = {"max": ("MaxPool", {}), "l2": ("LpPool", {"p": 2}),
-          "avg": ("AveragePool", {})}
 
 
 class _Graph:
-    """Names, initializers and nodes, on skl2onnx's scope and container."""
+    """Names, initializers and nodes, on skl2onnx's scope and container: what
+    a layer's ``to_onnx`` adds its nodes with."""
 
     def __init__(self, scope, container, proto_dtype, np_dtype):
         self.scope, self.container = scope, container
@@ -76,45 +75,14 @@ def _check_exportable(model):
     if not hasattr(model, "_network"):
         raise ValueError("this ConvNetClassifier is not fitted yet: fit it before "
                          "exporting it to ONNX")
-    for layer in model._network.layers:
-        if layer.kind not in ("conv", "batchnorm", "pool", "flatten", "dense",
-                              "activation", "dropout"):
-            raise ValueError(f"cannot export a layer of kind {layer.kind!r} to ONNX")
 
 
 def _layers(graph, model, x):
-    """The network's layers as ONNX nodes from the (N, C, H, W) tensor x;
-    returns the output scores."""
+    """The network's layers as ONNX nodes from the (N, C, H, W) tensor x
+    (each layer adds its own, ``Layer.to_onnx``); returns the output
+    scores."""
     for layer in model._network.layers:
-        if layer.kind == "conv":
-            weight = graph.constant("conv_w", layer.weight)
-            bias = graph.constant("conv_b", layer.bias if layer.has_bias else
-                                  np.zeros(layer.weight.shape[0]))
-            ph, pw = layer.padding
-            x = graph.node("Conv", [x, weight, bias], "conv",
-                           kernel_shape=list(layer.kernel_size),
-                           strides=list(layer.stride), pads=[ph, pw, ph, pw])
-            x = graph.activation(x, layer.activation)
-        elif layer.kind == "batchnorm":
-            gamma, beta, mean, var = (graph.constant(n, p) for n, p in zip(
-                ("bn_scale", "bn_bias", "bn_mean", "bn_var"), layer.params))
-            x = graph.node("BatchNormalization", [x, gamma, beta, mean, var], "bn",
-                           epsilon=float(layer.EPS))
-            x = graph.activation(x, layer.activation)
-        elif layer.kind == "pool":
-            op, attrs = _POOLS[layer.pool_kind]
-            x = graph.node(op, [x], "pool", kernel_shape=list(layer.size),
-                           strides=list(layer.size), **attrs)
-        elif layer.kind == "flatten":
-            x = graph.node("Flatten", [x], "flatten", axis=1)
-        elif layer.kind == "dense":
-            product = graph.node("MatMul", [x, graph.constant("dense_w", layer.weight)],
-                                 "matmul")
-            x = graph.node("Add", [product, graph.constant("dense_b", layer.bias)],
-                           "dense")
-        elif layer.kind == "activation":
-            x = graph.activation(x, layer.name)
-        # dropout: the identity at prediction time
+        x = layer.to_onnx(graph, x)
     return x
 
 

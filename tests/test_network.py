@@ -3,14 +3,15 @@ against central differences of the cost, in float64."""
 import numpy as np
 import pytest
 
-from pyconvnet._network import build_network, plan_network
+from pyconvnet._network import build_network
+from pyconvnet._spec import build_spec
 
 
 def _net(image_shape, n_classes, conv_layers, padding, pooling, pool_size,
          hidden_layer_sizes, activation, dropout, rng, dtype):
-    plan = plan_network(image_shape, n_classes, conv_layers, padding, pooling,
-                        pool_size, hidden_layer_sizes, activation, dropout)
-    return build_network(plan, image_shape, rng, dtype)
+    spec = build_spec(image_shape, n_classes, conv_layers, padding, pooling,
+                      pool_size, hidden_layer_sizes, activation, dropout)
+    return build_network(spec, rng, dtype)
 
 import reference as ref
 
@@ -75,7 +76,7 @@ def test_kernels_and_windows_shrink_to_small_inputs():
 def _layer_by_layer(net):
     """Make ``net`` run every layer on its own, as the fused stages would
     without fusion."""
-    net._stages = lambda: [(layer, None) for layer in net.layers]
+    net.set_fusion(False)
     return net
 
 

@@ -87,9 +87,19 @@ def test_tampered_and_truncated_files_raise(fitted, tmp_path):
     for change, match in [
         (swap_shape, "weight array 0"),
         (lambda n, d: None if n == "param_1.npy" else d, "weight arrays|weight array 1"),
+        # Hyperparameters that describe another network than the stored one.
         (lambda n, d: d.replace(b'"hidden_layer_sizes": [12, 8]',
                                 b'"hidden_layer_sizes": [13, 8]')
-         if n == "__meta__.npy" else d, "weight array"),
+         if n == "__meta__.npy" else d, "network disagrees"),
+        # A stored network that its hyperparameters do not build.
+        (lambda n, d: d.replace(b'"n_out": 12', b'"n_out": 13')
+         if n == "__meta__.npy" else d, "network disagrees"),
+        (lambda n, d: d.replace(b'"kind": "dense"', b'"kind": "dens3"', 1)
+         if n == "__meta__.npy" else d, "not a network spec"),
+        (lambda n, d: d.replace(b'"ConvNetClassifier"', b'"ConvNetRegressors"')
+         if n == "__meta__.npy" else d, "holds a 'ConvNetRegressors'"),
+        (lambda n, d: d.replace(b'"format_version": 2', b'"format_version": 3')
+         if n == "__meta__.npy" else d, "unsupported model format version 3"),
         (lambda n, d: d.replace(b"pyconvnet-model", b"pyconvnet-xxxxx")
          if n == "__meta__.npy" else d, "not a pyconvnet model"),
         (lambda n, d: None if n == "__meta__.npy" else d, "no metadata"),
@@ -431,8 +441,6 @@ def test_declared_weights_without_their_data_are_refused_before_allocating(fitte
     """A file whose metadata and headers agree on a 2 GB dense layer, but
     which holds none of its bytes: refused from the zip directory's sizes,
     not after building a 2 GB network."""
-    from pyconvnet._network import param_shapes
-
     model, _ = fitted
     path = tmp_path / "model.npz"
     pyconvnet.save(model, path)
@@ -441,10 +449,10 @@ def test_declared_weights_without_their_data_are_refused_before_allocating(fitte
     meta["params"]["hidden_layer_sizes"] = hidden
     meta["params"]["dropout"] = 0.0
     meta["optimizer"] = None
-    plan = model.set_params(hidden_layer_sizes=tuple(hidden), dropout=0.0)._plan(
+    spec = model.set_params(hidden_layer_sizes=tuple(hidden), dropout=0.0)._network_spec(
         model.image_shape_, len(model.classes_), np.float32)
     model.set_params(hidden_layer_sizes=(12, 8), dropout=0.1)
-    shapes = param_shapes(plan)
+    shapes = spec.param_shapes
     meta["n_params"] = len(shapes)
     staged = tmp_path / "staged.npz"
     _with_meta(path, staged, meta)
