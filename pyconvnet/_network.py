@@ -6,9 +6,8 @@ one out from the hyperparameters); ``check_batch`` refuses a batch the
 layers could not hold.
 """
 import numpy as np
-from scipy.special import expit
 
-from . import _geometry
+from . import _geometry, _losses
 from ._layers import build_layers
 
 
@@ -49,22 +48,10 @@ def build_network(spec, rng, dtype):
     return network
 
 
-def _log_softmax(scores):
-    """Row-wise log-softmax, stable for large scores; a new array.
-
-    Plain numpy: scipy's logsumexp costs ~0.3 ms a call in argument handling,
-    more than the whole loss at batch 10.
-    """
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return shifted
-
-
 class Network:
-    """A chain of layers ending in raw scores; on top, either a softmax and
-    the log-likelihood of the class (``out_activation="softmax"``), or a
-    sigmoid per label and the binary cross-entropy summed over the labels
-    (``"logistic"``, multi-label), as in MLPClassifier.
+    """A chain of layers ending in raw scores, and the loss on top
+    (``_losses``: ``out_activation`` names it, "softmax", "logistic" or
+    "identity").
 
     The network owns every parameter: ``flat_params`` is one 1-D array that
     holds them all, ``flat_grads`` one of the same size for their gradients.
@@ -76,9 +63,7 @@ class Network:
     """
 
     def __init__(self, input_shape, layers, out_activation="softmax"):
-        if out_activation not in ("softmax", "logistic"):
-            raise ValueError(f"out_activation must be softmax or logistic, got "
-                             f"{out_activation!r}")
+        _losses.get(out_activation)
         self.input_shape = input_shape
         self.layers = layers
         self.out_activation = out_activation
@@ -149,8 +134,7 @@ class Network:
                 "output_shape": tuple(int(s) for s in layer.out_shape),
                 "n_params": layer.n_params(),
             })
-        rows.append({"layer": "softmax" if self.out_activation == "softmax" else
-                     "sigmoid per label", "kind": self.out_activation,
+        rows.append({"layer": self.loss.summary, "kind": self.out_activation,
                      "output_shape": rows[-1]["output_shape"], "n_params": 0})
         return rows
 
@@ -200,20 +184,24 @@ class Network:
                 x = layer.forward(x, training)
         return x
 
-    def predict_log_proba(self, x):
-        scores = self.forward(x, training=False)
-        if self.out_activation == "logistic":
-            return -np.logaddexp(0, -scores)       # log sigmoid, stable
-        return _log_softmax(scores)
+    @property
+    def loss(self):
+        """The loss on top of the scores (``_losses``)."""
+        return _losses.get(self.out_activation)
+
+    def predict_output(self, x):
+        """The loss's link of the scores: log-probabilities for the
+        classification heads, the values for regression."""
+        return self.loss.link(self.forward(x, training=False))
+
+    predict_log_proba = predict_output
 
     def train_step_grads(self, x, y, sample_weight, alpha):
         """Forward and backward on one batch; fills each layer's grads.
 
-        ``y`` holds class indices, or for a multi-label network the
-        (n, n_labels) 0/1 matrix. The cost is the weighted mean
-        log-likelihood loss ``-sum_i w_i log p_i[y_i] / sum_i w_i`` (for
-        multi-label, ``-sum_i w_i sum_k [y_ik log p_ik + (1 - y_ik) log(1 -
-        p_ik)] / sum_i w_i``) plus
+        ``y`` is what the loss takes (class indices, a multi-label
+        network's (n, n_labels) 0/1 matrix, a regression's targets). The
+        cost is the loss's weighted mean (``_losses``) plus
         ``alpha / 2 * ||weights||^2 / sum_i w_i`` (scikit-learn's MLP uses
         the batch size where the weights sum is used here; the two agree for
         unit weights, and the sum makes a weight of 2 mean "this sample
@@ -221,22 +209,7 @@ class Network:
         """
         scores = self.forward(x, training=True, sample_weight=sample_weight)
         total = float(sample_weight.sum())
-        if self.out_activation == "logistic":
-            # -[y log s(z) + (1 - y) log(1 - s(z))] = log(1 + e^z) - y z, and
-            # d/dz = s(z) - y.
-            y = y.astype(scores.dtype, copy=False)
-            per_sample = (np.logaddexp(0, scores) - y * scores).sum(axis=1)
-            loss = float(np.dot(sample_weight, per_sample)) / total
-            dy = expit(scores)
-            dy -= y
-        else:
-            log_p = _log_softmax(scores)
-            rows = np.arange(len(y))
-            loss = -float(np.dot(sample_weight, log_p[rows, y])) / total
-            # d loss / d scores = w_i (softmax - onehot) / sum w
-            dy = np.exp(log_p, out=log_p)
-            dy[rows, y] -= 1
-        dy *= (sample_weight / total).astype(dy.dtype)[:, None]
+        loss, dy = self.loss.value_and_grad(scores, y, sample_weight, total)
         for layer, _ in reversed(self._stages()):
             dy = layer.backward(dy)
         if alpha:

@@ -103,8 +103,7 @@ def convert_convnet_classifier(scope, operator, container):
     # skl2onnx declared the output.
     out_dtype = guess_proto_type(operator.outputs[1].type)
     multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
-    proba = graph.node("Sigmoid" if multilabel else "Softmax", [scores], "proba",
-                       **({} if multilabel else {"axis": 1}))
+    proba = model._network.loss.to_onnx(graph, scores)
     graph.node("Cast", [proba], "proba_out", output=operator.outputs[1].full_name,
                to=out_dtype)
     if multilabel:
