@@ -182,8 +182,7 @@ def main(argv=None):
         verbose=not args.quiet,
     )
     try:
-        model._validate_params()
-        model._architecture()
+        model.check_params()
         n_threads = effective_n_threads(args.threads)
     except ValueError as exc:
         parser.error(_with_options(str(exc)))

@@ -41,8 +41,7 @@ def _tupled(value):
     return value
 
 
-_FITTED_SCALARS = ("n_features_in_", "n_iter_", "t_", "loss_", "best_loss_",
-                   "best_validation_score_", "_no_improvement_count")
+# The history's lists (the estimator's HISTORY_ATTRIBUTES holds the rest).
 _FITTED_LISTS = ("loss_curve_", "validation_scores_")
 
 
@@ -54,17 +53,14 @@ def save(model, path):
     model : ConvNetClassifier, fitted
     path : str or path-like or file object
     """
-    from sklearn.utils.validation import check_is_fitted
-
     from . import __version__
     from ._classifier import ConvNetClassifier
 
     if not isinstance(model, ConvNetClassifier):
         raise TypeError(f"save takes a ConvNetClassifier, got {type(model).__name__}")
-    check_is_fitted(model)
     # The file describes the network by the hyperparameters: ones changed by
-    # set_params since the fit would describe another network.
-    model._check_architecture_unchanged("save")
+    # set_params since the fit would describe another network (refused).
+    state = model.training_state("save")
     params = model.get_params()
     if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
         params["random_state"] = None  # a RandomState object is not data
@@ -73,39 +69,37 @@ def save(model, path):
         classes = np.asarray(classes.tolist())
         if classes.dtype == object:
             raise TypeError("classes_ of mixed types cannot be saved without pickle")
+    network = model.network_
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "pyconvnet_version": __version__,
         "estimator": type(model).__name__,
-        "network": model._network.spec.to_dict(),
+        "network": network.spec.to_dict(),
         "params": {k: _jsonable(v) for k, v in params.items()},
-        "dtype": np.dtype(model._dtype).name,
+        "dtype": model.dtype_.name,
         "image_shape": list(model.image_shape_),
-        "fitted": {k: _jsonable(getattr(model, k)) for k in _FITTED_SCALARS + _FITTED_LISTS},
+        "fitted": {k: _jsonable(v) for k, v in state["history"].items()},
         "feature_names_in": (None if not hasattr(model, "feature_names_in_")
                              else [str(v) for v in model.feature_names_in_]),
-        "n_params": len(model._network.params),
-        "multilabel": model.out_activation_ == "logistic",
+        "n_params": len(network.params),
+        "multilabel": network.spec.head == "logistic",
         "optimizer": None,
     }
-    arrays = {f"param_{i}": p for i, p in enumerate(model._network.params)}
+    arrays = {f"param_{i}": p for i, p in enumerate(network.params)}
     # Where training stands (the schedule's position, a decayed rate, Adam's
     # step count and moments): a loaded model continues as the saved one
-    # would, as a pickled copy does.
-    # The hyperparameters it was built with are saved too: if set_params
-    # changed the solver's since, the next partial_fit of the loaded model
-    # takes the new ones as the saved model's would.
-    optimizer = model._optimizer
+    # would, as a pickled copy does. The hyperparameters the optimizer was
+    # built with are saved too: if set_params changed the solver's since,
+    # the next partial_fit of the loaded model takes the new ones as the
+    # saved model's would.
+    optimizer = state["optimizer"]
     if optimizer is not None:
-        scalars, state = optimizer.get_state()
-        settings = getattr(optimizer, "settings", None)
-        if settings is None:       # unpickled from a version without them
-            settings = model._optimizer_settings()
         meta["optimizer"] = {
-            "params": {k: _jsonable(v) for k, v in settings.items()},
-            **{k: _jsonable(v) for k, v in scalars.items()}}
-        arrays.update({f"optimizer_{name}": a for name, a in state.items()})
+            "params": {k: _jsonable(v) for k, v in optimizer["settings"].items()},
+            **{k: _jsonable(v) for k, v in optimizer["scalars"].items()}}
+        arrays.update({f"optimizer_{name}": a
+                       for name, a in optimizer["arrays"].items()})
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                       for k, v in meta["fitted"].items()}
     arrays["classes"] = classes
@@ -194,12 +188,21 @@ def _check_fitted(fitted):
     return out
 
 
+def _layer_slices(spec):
+    """(layer spec, (first, end) of its parameters in the network's order)."""
+    start = 0
+    for layer in spec.layers:
+        end = start + len(layer.param_shapes)
+        yield layer, (start, end)
+        start = end
+
+
 def _check_params(cls, params):
     """An estimator of class ``cls`` with ``params`` read from a file, judged
     by the estimator's own checks — and more strictly on one point:
     scikit-learn's validation takes True for an int; a file does not get to."""
     model = cls(**params)
-    model._validate_params()
+    model.check_params()
     defaults = cls().get_params()
     for key, value in params.items():
         if isinstance(value, bool) and not isinstance(defaults.get(key), bool):
@@ -208,18 +211,19 @@ def _check_params(cls, params):
 
 
 def _check_optimizer(stored, model):
-    """The saved optimizer, checked: (a model whose hyperparameters are the
-    ones it was built with, its scalars, the names of the state arrays the
-    file must hold); (None, None, ()) for a file without one (written before
-    the optimizer was saved, or never trained)."""
+    """The saved optimizer, checked: (the solver and its hyperparameters it
+    was built with — judged by the estimator's own checks —, its scalars,
+    the names of the state arrays the file must hold); (None, None, ()) for
+    a file without one (written before the optimizer was saved, or never
+    trained)."""
     if stored is None:
         return None, None, ()
     settings = stored.get("params") if isinstance(stored, dict) else None
-    solver_params = model._SOLVER_PARAMS.get(
+    solver_params = model.SOLVER_PARAMS.get(
         settings.get("solver") if isinstance(settings, dict) else None)
     if solver_params is None or set(settings) != {"solver", *solver_params}:
         raise ValueError("bad optimizer state")
-    built = _check_params(type(model), {**model.get_params(), **settings})
+    _check_params(type(model), {**model.get_params(), **settings})
     kind = SGD if settings["solver"] == "sgd" else Adam
     scalars = {}
     for name in kind._scalars:
@@ -230,7 +234,7 @@ def _check_optimizer(stored, model):
         scalars[name] = value
     if set(stored) != {"params", *kind._scalars}:
         raise ValueError(f"unexpected optimizer fields {sorted(stored)}")
-    return built, scalars, kind._state
+    return dict(settings), scalars, kind._state
 
 
 def load(path):
@@ -351,7 +355,8 @@ def _load_checked(archive, ConvNetClassifier):
     if (len(shape) != 1 or not 2 <= shape[0] <= _MAX_CLASSES
             or class_dtype.hasobject or class_dtype.kind not in "biufUS"):
         raise ValueError(f"bad classes: shape {shape}, dtype {class_dtype}")
-    spec = model._network_spec(image_shape, shape[0], dtype, multilabel)
+    spec = model.network_spec(image_shape, shape[0], dtype,
+                              "logistic" if multilabel else "softmax")
     if version >= 2:
         # The network the file describes must be the one its
         # hyperparameters build here.
@@ -399,29 +404,27 @@ def _load_checked(archive, ConvNetClassifier):
         raise ValueError("classes are not unique")
     if multilabel and not np.array_equal(classes, np.arange(len(classes))):
         raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
-    model._init_fitted_state(image_shape, classes, dtype.type, spec=spec,
-                             multilabel=multilabel)
-    for i, target in enumerate(model._network.params):
+    weights = []
+    for i in range(len(expected)):
         stored = _read_member(archive, *headers[i])
         if not np.isfinite(stored).all():
             raise ValueError(f"weight array {i} holds non-finite values")
-        target[...] = stored
-    for layer in model._network.layers:
-        if layer.kind == "batchnorm" and (layer.params[3] < 0).any():
+        weights.append(stored)
+    for layer, (start, stop) in _layer_slices(spec):
+        if layer.kind == "batchnorm" and (weights[start + 3] < 0).any():
             raise ValueError("a batch-norm layer's running variance is negative")
-    built, scalars, state_names = optimizer
-    if built is not None:
-        state = {}
+    settings, scalars, state_names = optimizer
+    state = {"history": fitted, "optimizer": None}
+    if settings is not None:
+        arrays = {}
         for name in state_names:
-            state[name] = _read_member(archive, *headers[name])
-            if not np.isfinite(state[name]).all():
+            arrays[name] = _read_member(archive, *headers[name])
+            if not np.isfinite(arrays[name]).all():
                 raise ValueError(f"optimizer state {name} holds non-finite values")
-        model._optimizer = built._new_optimizer(model._network.flat_params)
-        model._optimizer.set_state(scalars, state)
-    for key, value in fitted.items():
-        setattr(model, key, value)
-    if model.best_loss_ is None and not model.early_stopping:
-        model.best_loss_ = np.inf
+        state["optimizer"] = {"settings": settings,
+                              "scalars": scalars, "arrays": arrays}
+    model.classes_ = classes
+    model.restore(image_shape, dtype.type, spec, weights, state)
     if names is not None:
         model.feature_names_in_ = np.asarray(names, dtype=object)
     return model, meta

@@ -156,7 +156,7 @@ def _map(model, X, method):
         return X.map_blocks(_predict_block, shared, method, (), dtype.str,
                             dtype=dtype, drop_axis=list(range(1, X.ndim)),
                             meta=np.empty((0,), dtype))
-    dtype = np.dtype(int) if method == "predict" else np.dtype(model._dtype)
+    dtype = np.dtype(int) if method == "predict" else model.dtype_
     return X.map_blocks(_predict_block, shared, method, (n_out,), dtype.str,
                         dtype=dtype, drop_axis=list(range(2, X.ndim)),
                         chunks=(X.chunks[0], (n_out,)),

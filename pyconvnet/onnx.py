@@ -72,7 +72,7 @@ class _Graph:
 
 
 def _check_exportable(model):
-    if not hasattr(model, "_network"):
+    if not model.__sklearn_is_fitted__():
         raise ValueError("this ConvNetClassifier is not fitted yet: fit it before "
                          "exporting it to ONNX")
 
@@ -81,7 +81,7 @@ def _layers(graph, model, x):
     """The network's layers as ONNX nodes from the (N, C, H, W) tensor x
     (each layer adds its own, ``Layer.to_onnx``); returns the output
     scores."""
-    for layer in model._network.layers:
+    for layer in model.network_.layers:
         x = layer.to_onnx(graph, x)
     return x
 
@@ -103,7 +103,7 @@ def convert_convnet_classifier(scope, operator, container):
     # skl2onnx declared the output.
     out_dtype = guess_proto_type(operator.outputs[1].type)
     multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
-    proba = model._network.loss.to_onnx(graph, scores)
+    proba = model.network_.loss.to_onnx(graph, scores)
     graph.node("Cast", [proba], "proba_out", output=operator.outputs[1].full_name,
                to=out_dtype)
     if multilabel:

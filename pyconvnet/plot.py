@@ -31,8 +31,7 @@ def _grid(n, max_cols=8):
 
 
 def _conv_layers(model):
-    check_is_fitted(model)
-    return [layer for layer in model._network.layers if layer.kind == "conv"]
+    return [layer for layer in model.network_.layers if layer.kind == "conv"]
 
 
 def plot_filters(model, layer=0, *, channel=None, max_filters=64):
@@ -141,11 +140,10 @@ def plot_feature_maps(model, image, *, max_maps=8):
             f"image must be one sample: a row of {n_features} values or an "
             "image of shape " + " or ".join(str(s) for s in shapes)
             + f"; got an array of shape {image.shape}")
-    x = model._validate_predict_X(image.reshape(1, -1))
-    x = model._images(x)
+    x = model.as_images(image.reshape(1, -1))
     rows = [("input", x[0])]
     shown_kinds = ("conv", "batchnorm", "pool")
-    network = model._network
+    network = model.network_
     network.set_threads(effective_n_threads(model.n_threads))
     for i, layer in enumerate(network.layers):
         with blas_single_threaded():

@@ -797,7 +797,7 @@ def test_layers_and_batches_larger_than_memory_are_refused(monkeypatch):
 
 
 def test_prediction_batches_shrink_for_large_images(monkeypatch):
-    import pyconvnet._classifier as classifier
+    import pyconvnet._base as base
 
     X = np.random.RandomState(0).rand(40, 1, 16, 16).astype(np.float32)
     y = np.arange(40) % 2
@@ -805,11 +805,11 @@ def test_prediction_batches_shrink_for_large_images(monkeypatch):
                                          max_iter=1, random_state=0), X, y)
     expected = model.predict_proba(X)
     seen = []
-    original = model._network.predict_log_proba
-    monkeypatch.setattr(model._network, "predict_log_proba",
+    original = model._network.predict_output
+    monkeypatch.setattr(model._network, "predict_output",
                         lambda x: (seen.append(len(x)), original(x))[1])
     # room for the largest layer (8 maps of 16x16) of 3 samples at a time
-    monkeypatch.setattr(classifier, "PREDICT_BYTES", 3 * 8 * 16 * 16 * 4)
+    monkeypatch.setattr(base, "PREDICT_BYTES", 3 * 8 * 16 * 16 * 4)
     np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-5)
     assert max(seen) == 3 and sum(seen) == 40
 

@@ -428,7 +428,7 @@ def _replay_rng(seed):
     rng = np.random.RandomState(seed)
     from pyconvnet._network import build_network
 
-    build_network(clf._network_spec((1, 8, 8), 3, np.float64), rng, np.float64)
+    build_network(clf.network_spec((1, 8, 8), 3, np.float64, "softmax"), rng, np.float64)
     return rng
 
 

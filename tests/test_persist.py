@@ -449,11 +449,12 @@ def test_declared_weights_without_their_data_are_refused_before_allocating(fitte
     meta["params"]["hidden_layer_sizes"] = hidden
     meta["params"]["dropout"] = 0.0
     meta["optimizer"] = None
-    spec = model.set_params(hidden_layer_sizes=tuple(hidden), dropout=0.0)._network_spec(
-        model.image_shape_, len(model.classes_), np.float32)
+    spec = model.set_params(hidden_layer_sizes=tuple(hidden), dropout=0.0).network_spec(
+        model.image_shape_, len(model.classes_), np.float32, "softmax")
     model.set_params(hidden_layer_sizes=(12, 8), dropout=0.1)
     shapes = spec.param_shapes
     meta["n_params"] = len(shapes)
+    meta["network"] = spec.to_dict()
     staged = tmp_path / "staged.npz"
     _with_meta(path, staged, meta)
     hostile = tmp_path / "hostile.npz"

@@ -1,0 +1,116 @@
+"""BaseConvNet: the one list of fitted attributes that pickling and
+save/load follow, and the public methods the add-ons use."""
+import json
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+
+import pyconvnet
+from pyconvnet import ConvNetClassifier
+from pyconvnet._base import BaseConvNet
+
+SMALL = dict(conv_layers=((3, 3),), hidden_layer_sizes=(8,), max_iter=2,
+             random_state=0, tol=0.0)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:150] / 16, y[:150]
+    with pytest.warns(Warning):
+        model = ConvNetClassifier(**SMALL).fit(X, y)
+    return model, X, y
+
+
+def test_every_history_attribute_is_saved_and_restored(fitted, tmp_path):
+    model, X, _ = fitted
+    pyconvnet.save(model, tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as archive:
+        meta = json.loads(np.load(archive.open("__meta__.npy")).tobytes())
+    assert set(meta["fitted"]) == set(BaseConvNet.HISTORY_ATTRIBUTES)
+    loaded = pyconvnet.load(tmp_path / "m.npz")
+    for name in BaseConvNet.HISTORY_ATTRIBUTES:
+        assert getattr(loaded, name) == getattr(model, name), name
+    for name in BaseConvNet.DERIVED_ATTRIBUTES:
+        assert hasattr(loaded, name), name
+
+
+def test_pickling_drops_derived_and_machine_state_and_rebuilds_it(fitted):
+    model, X, _ = fitted
+    state = model.__getstate__()
+    for name in BaseConvNet.DERIVED_ATTRIBUTES + BaseConvNet.MACHINE_ATTRIBUTES:
+        assert name not in state, name
+    for name in BaseConvNet.HISTORY_ATTRIBUTES:
+        assert name in state, name
+    copy = pickle.loads(pickle.dumps(model))
+    for name in BaseConvNet.DERIVED_ATTRIBUTES:
+        assert hasattr(copy, name), name
+    # coefs_ are views of the copy's own parameters again.
+    assert np.shares_memory(copy.coefs_[0], copy.network_.flat_params)
+    np.testing.assert_array_equal(copy.predict_proba(X), model.predict_proba(X))
+
+
+def test_training_state_restores_a_model_that_trains_on_the_same(fitted):
+    model, X, y = fitted
+    state = model.training_state()
+    twin = ConvNetClassifier(**model.get_params())
+    twin.classes_ = model.classes_
+    spec = twin.network_spec(model.image_shape_, len(model.classes_),
+                             model.dtype_, "softmax")
+    assert spec == model.network_.spec
+    twin.restore(model.image_shape_, model.dtype_.type, spec,
+                 [p.copy() for p in model.network_.params], state)
+    twin.n_features_in_ = model.n_features_in_
+    np.testing.assert_array_equal(twin.predict_proba(X), model.predict_proba(X))
+    a, b = pickle.loads(pickle.dumps(model)), twin
+    # The random stream restarts from random_state in the twin: seed both.
+    a._random_state = np.random.RandomState(5)
+    b._random_state = np.random.RandomState(5)
+    a.partial_fit(X, y)
+    b.partial_fit(X, y)
+    np.testing.assert_array_equal(a.network_.flat_params, b.network_.flat_params)
+    with pytest.raises(ValueError, match="weight arrays for a network of"):
+        ConvNetClassifier(**model.get_params()).restore(
+            model.image_shape_, model.dtype_.type, spec, [], state)
+
+
+def test_public_methods_need_a_fitted_model():
+    model = ConvNetClassifier()
+    for call in (lambda: model.network_, lambda: model.dtype_,
+                 lambda: model.as_images(np.zeros((1, 4))),
+                 lambda: model.training_state()):
+        with pytest.raises(NotFittedError):
+            call()
+
+
+def test_as_images_reads_rows_as_the_fitted_images(fitted):
+    model, X, _ = fitted
+    images = model.as_images(X[:3])
+    assert images.shape == (3, 1, 8, 8) and images.dtype == model.dtype_
+    np.testing.assert_array_equal(images.reshape(3, -1), X[:3].astype(np.float32))
+
+
+def test_check_params_checks_network_hyperparameters_too():
+    ConvNetClassifier().check_params()
+    with pytest.raises(ValueError, match="conv_layers"):
+        ConvNetClassifier(conv_layers=((0, 3),)).check_params()
+    with pytest.raises(ValueError, match="max_iter"):
+        ConvNetClassifier(max_iter=0).check_params()
+
+
+ADD_ONS = ("_persist.py", "onnx.py", "plot.py", "dask.py", "__main__.py")
+
+
+@pytest.mark.parametrize("name", ADD_ONS)
+def test_add_ons_use_only_public_estimator_methods(name):
+    """The add-ons reach the estimator through its public methods (and the
+    network's): no ``model._something``."""
+    source = (Path(pyconvnet.__file__).parent / name).read_text()
+    private = re.findall(r"\b(?:model|estimator|clf|built)\._[a-z]\w*", source)
+    assert not private, private
