@@ -27,7 +27,7 @@ from ._network import build_network, check_batch
 from ._optimizers import SGD, Adam
 from ._spec import ALIASES, build_spec
 from ._threads import blas_single_threaded, effective_n_threads
-from .ops import POOL_KINDS
+from .ops import FLOAT_DTYPES, POOL_KINDS
 
 # Prediction works through the data this many samples at a time, so memory
 # stays bounded whatever the number of samples — fewer when one layer's output
@@ -209,8 +209,10 @@ class BaseConvNet(BaseEstimator):
             # Predicting, or continuing a fit: the fitted precision. A new
             # fit (reset) takes the precision of its own X.
             return self._dtype
-        # Keep float64 and float32 as they are; anything else -> float32.
-        return [np.float32, np.float64]
+        # ops.result_dtype's rule for one array, with float32 as the
+        # default: check_array keeps a dtype of this list and converts any
+        # other to the first.
+        return [np.float32] + [d for d in FLOAT_DTYPES if d != np.float32]
 
     def _validate_X(self, X, y=None, reset=True):
         """Validate X (and y); return the 2-D X, y and X's image shape if nd."""

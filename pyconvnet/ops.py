@@ -51,11 +51,27 @@ def _check_numeric(a, name):
     return a
 
 
-def _result_dtype(*arrays):
-    """float32 only when every input is float32; float64 otherwise."""
-    if all(a.dtype == np.float32 for a in arrays):
+#: The precisions the kernels compute in.
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def result_dtype(dtypes, default=np.float64):
+    """The one precision rule of pyconvnet: inputs that are all float32
+    compute in float32, inputs that are all float32 or float64 (at least one
+    float64) in float64, and any other input (integers, booleans, float16)
+    in ``default``: float64 in ``ops``, as NumPy would; float32 in the
+    estimators (``BaseConvNet``), which train at single precision unless
+    given float64 data."""
+    dtypes = [np.dtype(d) for d in dtypes]
+    if all(d == np.float32 for d in dtypes):
         return np.float32
-    return np.float64
+    if all(d in FLOAT_DTYPES for d in dtypes):
+        return np.float64
+    return np.dtype(default).type
+
+
+def _result_dtype(*arrays):
+    return result_dtype([a.dtype for a in arrays])
 
 
 def _check_ndim(a, name, ndim, shape_doc):

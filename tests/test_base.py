@@ -114,3 +114,20 @@ def test_add_ons_use_only_public_estimator_methods(name):
     source = (Path(pyconvnet.__file__).parent / name).read_text()
     private = re.findall(r"\b(?:model|estimator|clf|built)\._[a-z]\w*", source)
     assert not private, private
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.bool_, np.float16,
+                                   np.float32, np.float64])
+def test_the_estimator_follows_the_one_precision_rule(dtype):
+    """ops.result_dtype with float32 as the default decides the estimator's
+    precision, as it decides ops' with float64."""
+    from pyconvnet import ops
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[:60] > 8) if dtype is np.bool_ else X[:60]
+    with pytest.warns(Warning):
+        model = ConvNetClassifier(**SMALL).fit(X.astype(dtype), y[:60])
+    assert model.dtype_ == ops.result_dtype([dtype], default=np.float32)
+    x = X[:2, :9].reshape(2, 1, 3, 3).astype(dtype)
+    w = np.ones((1, 1, 2, 2), dtype)
+    assert ops.conv2d(x, w).dtype == ops.result_dtype([dtype, dtype])
