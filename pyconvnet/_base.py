@@ -25,7 +25,7 @@ from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
 from ._optimizers import SGD, Adam
-from ._spec import ALIASES, build_spec
+from ._spec import ACTIVATIONS, ALIASES, build_spec
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
 
@@ -74,7 +74,7 @@ def _check_conv_layers(conv_layers):
     return tuple(out)
 
 
-def _check_sizes(value, name, allow_pair=True):
+def _check_sizes(value, name):
     try:
         sizes = np.atleast_1d(np.asarray(value, dtype=object))
     except (ValueError, TypeError, RecursionError):
@@ -87,7 +87,6 @@ def _check_sizes(value, name, allow_pair=True):
     return tuple(int(v) for v in sizes)
 
 
-
 class BaseConvNet(BaseEstimator):
     """Base class of the convolutional network estimators; not to be used
     directly. The parameters are documented on ``ConvNetClassifier``."""
@@ -98,8 +97,7 @@ class BaseConvNet(BaseEstimator):
         "pooling": [StrOptions(set(POOL_KINDS)), None],
         "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"relu", "sigmoid", "logistic", "tanh",
-                                   "identity"})],
+        "activation": [StrOptions(set(ACTIVATIONS) | set(ALIASES))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "solver": [StrOptions({"sgd", "adam"})],

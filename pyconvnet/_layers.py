@@ -114,6 +114,10 @@ class Layer:
             buf = buffers[key] = np.empty(shape, dtype)
         return buf
 
+    def _lend(self, key, shape, dtype):
+        """A training buffer for a kernel implementation's own use."""
+        return self._buffer("work:" + key, shape, dtype, True)
+
     def __getstate__(self):
         # Buffers and what the last batch left behind are not part of the
         # model: they would make pickles as large as a batch's activations.
@@ -230,15 +234,14 @@ class Conv2D(Layer):
             shape = (x.shape[0],) + pool.out_shape
             out = self._buffer("pooled", shape, x.dtype, training)
             argmax = self._buffer("argmax", shape, np.intc, training)
-        buffer = None
-        if training:
-            def buffer(key, shape, dtype):
-                return self._buffer("work:" + key, shape, dtype, True)
+        # In training the implementation may keep work for the backward
+        # pass (im2col's unfolding) in arrays this layer lends it.
         y, argmax, saved = ops._conv_forward(
             x, self.weight, self.bias, self.stride, self.padding,
             self.n_threads, self.activation, out=out,
             pool=None if pool is None else pool.size, argmax=argmax,
-            buffer=buffer, implementation=self.implementation)
+            buffer=self._lend if training else None,
+            implementation=self.implementation)
         # After a pooled pass, y and argmax are the pooled output and its
         # argmax, all that the backward pass needs.
         self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
