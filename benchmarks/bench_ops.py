@@ -9,6 +9,14 @@ torch is installed, and the machine's single-precision matrix-multiply peak
 (numpy's sgemm on 2048x2048 matrices) for the same thread count.
 
     python benchmarks/bench_ops.py [--repeats 7] [--json benchmarks/results/ops.json]
+        [--implementation NAME]
+
+``--implementation`` times one registered convolution implementation
+(``ops.implementations()``; default: what "auto" picks, or
+``PYCONVNET_CONV``). ``--compare-isas`` instead times the convolutions under
+each instruction-set build this CPU runs (``pyconvnet._kernels``), switched
+call by call in one process, and reports each one's time against the
+generic build's.
 """
 import argparse
 import os
@@ -92,7 +100,7 @@ def torch_pool(x, kind, n_threads, repeats):
     return t_fwd, t_bwd
 
 
-def bench_conv(threads, repeats, dtype):
+def bench_conv(threads, repeats, dtype, implementation=None):
     rows = []
     rng = np.random.default_rng(0)
     for name, (xs, ws, pad, want_dx) in CONV_SHAPES.items():
@@ -103,11 +111,12 @@ def bench_conv(threads, repeats, dtype):
         dy = rng.standard_normal(y.shape).astype(dtype)
         macs = y.size * ws[1] * ws[2] * ws[3]
         for n in threads:
-            t_fwd = median_time(lambda: ops.conv2d(x, w, b, padding=pad, n_threads=n),
+            t_fwd = median_time(lambda: ops.conv2d(x, w, b, padding=pad, n_threads=n,
+                                                   implementation=implementation),
                                 repeats)
             t_bwd = median_time(
                 lambda: ops.conv2d_grad(dy, x, w, padding=pad, input_grad=want_dx,
-                                        n_threads=n),
+                                        n_threads=n, implementation=implementation),
                 repeats,
             )
             bwd_flops = 2 * macs * (2 if want_dx else 1)
@@ -159,18 +168,69 @@ def bench_pool(threads, repeats, dtype):
     return rows
 
 
+def compare_isas(threads, repeats, dtype):
+    """Each convolution's forward and backward time under every
+    instruction-set build, switched call by call, against the generic one."""
+    import statistics
+    import time
+
+    import pyconvnet._kernels as kernels
+
+    isas = kernels.available_isas()
+    rng = np.random.default_rng(0)
+    before = kernels.current_isa()
+    print(f"instruction sets: {', '.join(isas)}; median of {repeats}, "
+          "ms (time / generic's)")
+    try:
+        for name, (xs, ws, pad, want_dx) in CONV_SHAPES.items():
+            x = rng.standard_normal(xs).astype(dtype)
+            w = rng.standard_normal(ws).astype(dtype)
+            dy = rng.standard_normal(ops.conv2d(x, w, padding=pad).shape).astype(dtype)
+            for n in threads:
+                calls = {"forward": lambda: ops.conv2d(x, w, padding=pad, n_threads=n),
+                         "backward": lambda: ops.conv2d_grad(
+                             dy, x, w, padding=pad, input_grad=want_dx, n_threads=n)}
+                times = {(isa, part): [] for isa in isas for part in calls}
+                for r in range(repeats + 1):
+                    for isa in (isas if r % 2 == 0 else isas[::-1]):
+                        kernels.set_isa(isa)
+                        for part, call in calls.items():
+                            start = time.perf_counter()
+                            call()
+                            if r:               # the first round warms up
+                                times[isa, part].append(time.perf_counter() - start)
+                line = f"{name:34s} {n} thr"
+                for part in calls:
+                    base = statistics.median(times["generic", part])
+                    line += f"  {part}:" + "".join(
+                        f" {isa} {statistics.median(times[isa, part]) * 1e3:.2f}"
+                        f" ({statistics.median(times[isa, part]) / base:.2f})"
+                        for isa in isas)
+                print(line)
+    finally:
+        kernels.set_isa(before)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--implementation", default=None,
+                        help="a registered convolution implementation")
+    parser.add_argument("--compare-isas", action="store_true",
+                        help="time every instruction-set build, alternating")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--json", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", "ops.json"))
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype).type
+    if args.compare_isas:
+        with blas_single_threaded():
+            compare_isas(args.threads, args.repeats, dtype)
+        return
     peaks = {n: sgemm_peak(n, args.repeats) for n in args.threads}
     with blas_single_threaded():
-        conv = bench_conv(args.threads, args.repeats, dtype)
+        conv = bench_conv(args.threads, args.repeats, dtype, args.implementation)
         pool = bench_pool(args.threads, args.repeats, dtype)
     torch = _torch()
     has_torch = torch is not None and dtype == np.float32

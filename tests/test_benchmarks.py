@@ -120,3 +120,43 @@ def test_ab_kernels_refuses_a_tree_without_a_build(tmp_path):
     ab = _load("ab_kernels")
     with pytest.raises(SystemExit, match="no compiled"):
         ab.load(str(tmp_path), "conv")
+
+
+def test_bench_ops_compares_instruction_sets_and_forces_an_implementation(
+        capsys, monkeypatch):
+    import pyconvnet._kernels as kernels
+
+    bench = _load("bench_ops")
+    monkeypatch.setattr(bench, "CONV_SHAPES", {
+        "tiny": ((2, 2, 8, 8), (3, 2, 3, 3), 1, True)})
+    before = kernels.current_isa()
+    bench.main(["--compare-isas", "--repeats", "2", "--threads", "1"])
+    assert kernels.current_isa() == before
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("tiny")
+    for isa in kernels.available_isas():
+        assert f" {isa} " in lines[1]
+    # A forced implementation is the one that runs.
+    from pyconvnet._kernels import registry
+
+    calls = []
+    naive = registry.get("naive")
+    monkeypatch.setitem(registry._REGISTRY, "naive", registry.ConvImplementation(
+        "naive", lambda *a, **k: calls.append(1) or naive.forward(*a, **k),
+        naive.backward, reference=True))
+    rows = bench.bench_conv([1], 1, np.float32, implementation="naive")
+    assert calls and rows[0]["fwd_gflops"] > 0
+
+
+def test_ab_train_runs_two_trees_in_alternation(capsys):
+    """Two versions' training and prediction: here the installed tree twice."""
+    import pyconvnet
+
+    ab = _load("ab_train")
+    tree = str(Path(pyconvnet.__file__).resolve().parent.parent)
+    ab.main([tree, tree, "--arch", "nielsen", "--batch", "16", "--threads", "1",
+             "--rounds", "2", "--n-images", "64"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split()[0] == "nielsen"
+    ratios = [float(p.strip("()")) for p in lines[-1].split() if p.startswith("(")]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
