@@ -131,10 +131,17 @@ def test_files_of_format_version_1_load_and_predict_the_same(name):
         model = pyconvnet.load(path)
     golden = _golden()
     X, _ = _data()
-    np.testing.assert_array_equal(model.predict_proba(X[:20]),
-                                  golden[f"{name}/saved-proba"])
+    # The weights load exactly; the predictions are computed here, by this
+    # machine's BLAS (bit for bit where it is the recording one's).
     np.testing.assert_array_equal(model._network.flat_params,
                                   golden[f"{name}/params"])
+    if str(golden["fingerprint"]) == _fingerprint():
+        np.testing.assert_array_equal(model.predict_proba(X[:20]),
+                                      golden[f"{name}/saved-proba"])
+    else:
+        np.testing.assert_allclose(model.predict_proba(X[:20]),
+                                   golden[f"{name}/saved-proba"], rtol=1e-5,
+                                   atol=1e-7)
     # It trains on from where it stood.
     model.partial_fit(X[:40], model.predict(X[:40]) if name.startswith("multi")
                       else _data()[1][:40])
