@@ -3,11 +3,16 @@
 On a shared machine the speed of the same code drifts by tens of percent
 between runs, so two versions timed one after the other measure the machine.
 Two versions of a package cannot share one process, so this script starts
-one worker process per source tree (each built in place, e.g. ``pip install
--e .`` or ``python setup.py build_ext --inplace``), and has them run in
-alternation — one training epoch (``partial_fit``) and one ``predict_proba``
-pass at a time, the order reversed every other round — while the other
-waits: whatever slows the machine slows both. It reports each version's
+two worker processes per source tree (each built in place, e.g. ``pip
+install -e .`` or ``python setup.py build_ext --inplace``) and has them run
+in alternation, one training epoch (``partial_fit``) and one
+``predict_proba`` pass at a time, while the others wait: whatever slows the
+machine slows both. The order A1 B1 A2 B2 is rotated by one every round,
+so that no worker ever runs twice in a row (a process that runs again at
+once finds its data still in cache: with the order simply reversed every
+other round, the same tree compared with itself came out 2-8% "faster" in
+the workers at the ends). A version's time in a round is the mean of its
+two workers'. It reports each version's
 median images/s and the median over rounds of the per-round ratio B/A
 (above 1: B is faster).
 
@@ -92,14 +97,20 @@ class Worker:
 
 
 def compare(workers, command, rounds):
-    """Per version, the seconds of each round, timed in alternation."""
-    times = {label: [] for label in workers}
-    labels = list(workers)
-    for label in labels:                  # warm-up: not timed
-        workers[label].run(command)
+    """Per version, the seconds of each round (the mean of its workers'),
+    timed in alternation."""
+    names = list(workers)
+    for name in names:                    # warm-up: not timed
+        workers[name].run(command)
+    times = {label: [] for label in ("A", "B")}
     for r in range(rounds):
-        for label in (labels if r % 2 == 0 else labels[::-1]):
-            times[label].append(workers[label].run(command))
+        this_round = {}
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            this_round[name] = workers[name].run(command)
+        for label in times:
+            runs = [t for name, t in this_round.items() if name[0] == label]
+            times[label].append({part: sum(t[part] for t in runs) / len(runs)
+                                 for part in runs[0]})
     return times
 
 
@@ -114,9 +125,11 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--n-images", type=int, default=2048)
     args = parser.parse_args(argv)
-    workers = {"A": Worker(args.a), "B": Worker(args.b)}
+    workers = {}
+    for name in ("A1", "B1", "A2", "B2"):
+        workers[name] = Worker(args.a if name[0] == "A" else args.b)
     try:
-        print(f"A: {workers['A'].module}\nB: {workers['B'].module}")
+        print(f"A: {workers['A1'].module}\nB: {workers['B1'].module}")
         print(f"batch {args.batch}, {args.threads} threads, {args.n_images} "
               f"images, {args.rounds} rounds in alternation; images/s "
               "(median), B/A (median of per-round ratios)")

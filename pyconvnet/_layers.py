@@ -169,6 +169,7 @@ class Conv2D(Layer):
         self.activation = activation
         self.has_bias = bias
         c, h, w = in_shape
+        self.in_shape = tuple(in_shape)
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -190,6 +191,28 @@ class Conv2D(Layer):
                    tuple(spec.stride), tuple(spec.padding),
                    act if spec.bias else "identity", INIT_SCALE[act], rng, dtype,
                    bias=spec.bias)
+
+    @property
+    def geometry(self):
+        """The layer's sizes (``_geometry.ConvGeometry``), worked out once."""
+        geometry = self.__dict__.get("_sizes")
+        if geometry is None:
+            f, _, kh, kw = self.weight.shape
+            geometry = self._sizes = _geometry.ConvGeometry(
+                tuple(self.in_shape), f, (kh, kw), tuple(self.stride),
+                tuple(self.padding))
+        return geometry
+
+    def _implementation(self, dtype):
+        """The registered implementation that runs this layer in ``dtype``:
+        chosen once per dtype, request (``implementation``, or
+        ``PYCONVNET_CONV``) and instruction set, and kept (not pickled)."""
+        key = (dtype, ops.registry.requested(self.implementation),
+               ops.registry.current_isa())
+        chosen = self.__dict__.setdefault("_chosen", {})
+        if key not in chosen:
+            chosen[key] = ops._conv_implementation(key[1], self.geometry, dtype)
+        return chosen[key]
 
     def fuses_with(self, next_layer):
         # Max pooling (whose windows never overlap) runs in the
@@ -241,7 +264,7 @@ class Conv2D(Layer):
             self.n_threads, self.activation, out=out,
             pool=None if pool is None else pool.size, argmax=argmax,
             buffer=self._lend if training else None,
-            implementation=self.implementation)
+            implementation=self._implementation(x.dtype), geometry=self.geometry)
         # After a pooled pass, y and argmax are the pooled output and its
         # argmax, all that the backward pass needs.
         self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
@@ -258,7 +281,9 @@ class Conv2D(Layer):
             np.ascontiguousarray(dy), self._x, self.weight, self.stride,
             self.padding, self.input_grad, self.n_threads, self.activation,
             self._y, saved=self._saved, dx=dx, dweight=self._grads[0],
-            dbias=dbias, argmax=self._argmax, implementation=self.implementation)
+            dbias=dbias, argmax=self._argmax,
+            implementation=self._implementation(self._x.dtype),
+            geometry=self.geometry)
         return dx
 
 

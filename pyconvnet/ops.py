@@ -426,9 +426,18 @@ def batch_norm_grad(dy, x, gamma, beta, *, eps=1e-5, sample_weight=None,
 # Unvalidated helpers for the layers: arrays are C-contiguous, of one float
 # dtype, and of shapes the public checks above would accept.
 # --------------------------------------------------------------------------
+def _conv_implementation(implementation, geometry, dtype):
+    """The registered implementation that runs ``geometry`` in ``dtype``:
+    ``implementation`` itself when it is one (a layer's cached choice), else
+    the one its name (None: "auto") selects."""
+    if isinstance(implementation, registry.ConvImplementation):
+        return implementation
+    return registry.select(implementation, geometry, dtype)
+
+
 def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
                   out=None, pool=None, argmax=None, buffer=None,
-                  implementation=None):
+                  implementation=None, geometry=None):
     """Convolution, then bias and ``activation`` (None, "relu", "sigmoid" or
     "tanh") fused into the same pass, by the registered ``implementation``
     (None: ``"auto"``, see ``_kernels.registry``). Returns ``(y, argmax,
@@ -440,10 +449,12 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     ``pool``, a window (h, w), max pools the activated output at a stride of
     the window in the same pass: ``y`` is then the pooled output and
     ``argmax`` the index in its plane of each window's maximum (the full
-    output is not kept); ``out`` and ``argmax`` may be given."""
-    geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
-                                                padding)
-    chosen = registry.select(implementation, geometry, x.dtype)
+    output is not kept); ``out`` and ``argmax`` may be given. ``geometry``,
+    when given, is the one of these arrays (a layer's, worked out once)."""
+    if geometry is None:
+        geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
+                                                    padding)
+    chosen = _conv_implementation(implementation, geometry, x.dtype)
     shape = (x.shape[0],) + geometry.out_shape
     if pool is not None:
         shape = _geometry.pool_output_shape(shape, pool, pool)
@@ -480,7 +491,7 @@ def _matmul(a, b, out, n_threads):
 
 def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
                    activation=None, y=None, saved=None, dx=None, dweight=None,
-                   dbias=None, argmax=None, implementation=None):
+                   dbias=None, argmax=None, implementation=None, geometry=None):
     """Gradients of :func:`_conv_forward` by the same ``implementation``;
     ``y`` is its (activated) output, needed when ``activation`` is not None;
     ``saved`` what it returned; ``dx``, ``dweight`` and ``dbias`` optional
@@ -499,9 +510,10 @@ def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
         dweight[...] = 0
         dbias[...] = 0
         return dx, dweight, dbias
-    geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
-                                                padding)
-    chosen = registry.select(implementation, geometry, x.dtype)
+    if geometry is None:
+        geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
+                                                    padding)
+    chosen = _conv_implementation(implementation, geometry, x.dtype)
     chosen.backward(dy, x, weight, geometry, activation, n_threads, y, saved,
                     dx, dweight, dbias, argmax)
     return dx, dweight, dbias
