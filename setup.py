@@ -3,8 +3,9 @@
 The extensions are cythonized and compiled with -O3 (/O2 with MSVC).
 -march=native is never used: a wheel must run on any CPU of its platform.
 Instead, on x86-64 the kernels that gain from wider vectors are compiled
-once per instruction set -- ``pyconvnet/_kernels/unfold_{generic,avx2,
-avx512}`` from one source, with the flags of ISA_FLAGS -- and
+once per instruction set -- ``pyconvnet/_kernels/conv_im2col_{generic,avx2,
+avx512}`` from one source, with the flags of ISA_FLAGS (and
+-ffp-contract=off, so that every build gives the same bits) -- and
 ``pyconvnet._kernels`` runs the best one the CPU supports, checked at
 import. A compiler that refuses an instruction set's flags leaves that build
 out (the others still work); other architectures build the generic one only.
@@ -63,16 +64,19 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 KERNELS = "pyconvnet/_kernels"
-EXTENSIONS = ["runtime", "conv_im2col", "pool", "optim", "batchnorm", "dense"]
+EXTENSIONS = ["runtime", "pool", "optim", "batchnorm", "dense"]
+# Built once per instruction set: <name>_generic, <name>_avx2, ...
+ISA_EXTENSIONS = ["conv_im2col"]
 
 # The instruction-set builds: name -> (gcc/clang flags, MSVC flags). avx512
 # is x86-64-v4's set (F, CD, BW, DQ, VL), which runtime.cpu_instruction_sets
 # checks as a whole.
 ISA_FLAGS = {
     "generic": ([], []),
-    "avx2": (["-mavx2", "-mfma"], ["/arch:AVX2"]),
+    "avx2": (["-mavx2", "-mfma", "-ffp-contract=off"], ["/arch:AVX2", "/fp:precise"]),
     "avx512": (["-mavx2", "-mfma", "-mavx512f", "-mavx512cd", "-mavx512bw",
-                "-mavx512dq", "-mavx512vl"], ["/arch:AVX512"]),
+                "-mavx512dq", "-mavx512vl", "-ffp-contract=off"],
+               ["/arch:AVX512", "/fp:precise"]),
 }
 
 
@@ -94,10 +98,13 @@ def _target_is_x86():
 
 
 def _isa_of(module):
-    """The instruction set a module is built for (unfold_avx2: "avx2"), or
-    None for the modules built once."""
+    """The instruction set a module is built for (conv_im2col_avx2:
+    "avx2"), or None for the modules built once."""
     name = module.rsplit(".", 1)[-1]
-    return name[len("unfold_"):] if name.startswith("unfold_") else None
+    for base in ISA_EXTENSIONS:
+        if name.startswith(base + "_"):
+            return name[len(base) + 1:]
+    return None
 
 
 def _compiles(compiler, flags):
@@ -216,10 +223,12 @@ def extensions():
         )
         for name in EXTENSIONS
     ]
-    for isa in ISA_FLAGS if _target_is_x86() else ["generic"]:
-        exts.append(Extension(f"pyconvnet._kernels.unfold_{isa}",
-                              [f"{KERNELS}/unfold_{isa}.pyx"],
-                              define_macros=macros))
+    for base in ISA_EXTENSIONS:
+        for isa in ISA_FLAGS if _target_is_x86() else ["generic"]:
+            exts.append(Extension(f"pyconvnet._kernels.{base}_{isa}",
+                                  [f"{KERNELS}/{base}_{isa}.pyx"],
+                                  include_dirs=[np.get_include()],
+                                  define_macros=macros))
     checks = _flag("PYCONVNET_BOUNDSCHECK")
     directives = {
         "language_level": 3,

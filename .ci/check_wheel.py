@@ -39,7 +39,7 @@ def main(argv):
         problems.append(f"undeclared runtime dependencies: {sorted(missing)}")
     if "x86_64" in tags or "amd64" in tags.lower():
         for isa in ("generic", "avx2", "avx512"):
-            if not any(n.startswith(f"pyconvnet/_kernels/unfold_{isa}.") and
+            if not any(n.startswith(f"pyconvnet/_kernels/conv_im2col_{isa}.") and
                        n.endswith((".so", ".pyd")) for n in names):
                 problems.append(f"no {isa} build of the kernels in the wheel")
     if manylinux:

@@ -34,9 +34,9 @@ LAYERS = {
 RELU = 1
 
 
-# Where each kernel lives: pyconvnet/_kernels/ since the kernels have their
-# own package, pyconvnet/ before (so that older trees compare too).
-MODULES = {"conv": ("_kernels/conv_im2col", "_conv"),
+# Where each kernel lives, newest layout first (so that older trees compare
+# too): the generic build of pyconvnet/_kernels/, then pyconvnet/.
+MODULES = {"conv": ("_kernels/conv_im2col_generic", "_kernels/conv_im2col", "_conv"),
            "pool": ("_kernels/pool", "_pool")}
 
 

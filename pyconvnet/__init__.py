@@ -11,9 +11,9 @@ def _unbuilt_source_tree():
 
     here = Path(__file__).resolve().parent
     kernels = here / "_kernels"
-    if not (kernels / "conv_im2col.pyx").exists():
+    if not (kernels / "conv_im2col_generic.pyx").exists():
         return None
-    built = any((kernels / f"conv_im2col{suffix}").exists()
+    built = any((kernels / f"conv_im2col_generic{suffix}").exists()
                 for suffix in EXTENSION_SUFFIXES)
     return None if built else here
 

@@ -44,7 +44,7 @@ def test_a_wheel_for_x86_64_holds_every_instruction_set():
         pytest.skip("instruction-set builds are made on x86-64 only")
     import importlib.util
     for isa in kernels.ISAS:
-        assert importlib.util.find_spec(f"pyconvnet._kernels.unfold_{isa}"), isa
+        assert importlib.util.find_spec(f"pyconvnet._kernels.conv_im2col_{isa}"), isa
 
 
 def test_set_isa_refuses_an_unknown_or_unavailable_one(restore_isa):

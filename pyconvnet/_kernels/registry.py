@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _geometry
-from . import conv_im2col, current_isa, naive
+from . import conv_module, current_isa, naive
 from .runtime import ACTIVATIONS
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -114,7 +114,7 @@ def select(name, geometry, dtype):
 
 
 # --------------------------------------------------------------------------
-# im2col + BLAS (conv_im2col.pyx)
+# im2col + BLAS (conv_im2col.pxi, built per instruction set)
 # --------------------------------------------------------------------------
 # Largest im2col unfolding a training forward pass keeps for the backward
 # pass (per layer); a larger layer unfolds its input again instead.
@@ -131,10 +131,10 @@ def _im2col_forward(x, weight, bias, geometry, activation, n_threads, out,
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
     act = ACTIVATIONS[activation]
     if pool is None:
-        conv_im2col.conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
+        conv_module().conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
                                    act, n_threads)
     else:
-        conv_im2col.conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
+        conv_module().conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
                                    act, n_threads, argmax, pool[0], pool[1])
     return cols
 
@@ -142,7 +142,7 @@ def _im2col_forward(x, weight, bias, geometry, activation, n_threads, out,
 def _im2col_backward(dy, x, weight, geometry, activation, n_threads, y, saved,
                      dx, dweight, dbias, argmax=None):
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
-    conv_im2col.conv2d_backward(dy, y, x, weight, saved, dx, dweight, dbias, sh,
+    conv_module().conv2d_backward(dy, y, x, weight, saved, dx, dweight, dbias, sh,
                                 sw, ph, pw, ACTIVATIONS[activation], n_threads,
                                 argmax)
 
@@ -150,7 +150,7 @@ def _im2col_backward(dy, x, weight, geometry, activation, n_threads, y, saved,
 register(ConvImplementation(
     "im2col", _im2col_forward, _im2col_backward,
     description="im2col unfolding + BLAS GEMM per sample, bias, activation "
-                "and max pooling fused (conv_im2col.pyx)"))
+                "and max pooling fused (conv_im2col.pxi)"))
 
 register(ConvImplementation(
     "naive", naive.forward, naive.backward, reference=True,

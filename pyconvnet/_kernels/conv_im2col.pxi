@@ -1,4 +1,6 @@
-# cython: language_level=3
+# The body of conv_im2col_generic, conv_im2col_avx2 and conv_im2col_avx512:
+# one source compiled once per instruction set (setup.py's ISA_FLAGS), of
+# which pyconvnet._kernels runs the best the CPU supports.
 """2-D convolution (cross-correlation) kernels: forward and backward.
 
 Design
@@ -79,8 +81,12 @@ from pyconvnet._kernels.blas cimport gemm
 from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
                                         _max_pool_plane, _n_threads,
                                         _reduce_chunks, _sum, _transpose,
-                                        _unpool_act)
-from pyconvnet._kernels.unfold cimport pcn_fill_unfolding, pcn_unfolding
+                                        _unpool_act, pcn_col2im_d,
+                                        pcn_col2im_f, pcn_col2im_padded_d,
+                                        pcn_col2im_padded_f, pcn_im2col_d,
+                                        pcn_im2col_f, pcn_im2col_padded_d,
+                                        pcn_im2col_padded_f, pcn_pad_d,
+                                        pcn_pad_f)
 
 # At most this many chunks of samples share the weight-gradient reduction:
 # enough for both cores to stay busy on a batch of 10 (and for dynamic
@@ -136,40 +142,24 @@ cdef inline Geometry _geometry(const Py_ssize_t* x_shape,
     return g
 
 
-# The unfolding loops this module calls: the baseline copies compiled
-# here until ``use_unfolding`` installs those of an instruction set the CPU
-# has (``pyconvnet._kernels`` does at import). Every table gives the same
-# bits (unfold.h).
-cdef pcn_unfolding _unfold
-pcn_fill_unfolding(&_unfold)
-
-
-def use_unfolding(size_t table_address):
-    """Call the unfolding loops of the table at ``table_address`` (a
-    ``table_address()`` of an ``unfold_*`` module) from now on. Not to be
-    called while a convolution runs."""
-    global _unfold
-    _unfold = (<pcn_unfolding*> table_address)[0]
-
-
 cdef inline void _im2col(const floating* x, floating* cols, floating* pad,
                          const Geometry* g) noexcept nogil:
     """Unfold one sample x (C, H, W) into cols (C*KH*KW, OH*OW), through the
     padded copy ``pad`` (``g.pad_size`` values) when the geometry has one."""
     if g.pad_size:
         if floating is float:
-            _unfold.pad_f(x, pad, g.C, g.H, g.W, g.ph, g.pw)
-            _unfold.im2col_padded_f(pad, cols, g.C, g.H, g.W, g.KH, g.KW,
+            pcn_pad_f(x, pad, g.C, g.H, g.W, g.ph, g.pw)
+            pcn_im2col_padded_f(pad, cols, g.C, g.H, g.W, g.KH, g.KW,
                                     g.ph, g.pw, g.OH, g.OW)
         else:
-            _unfold.pad_d(x, pad, g.C, g.H, g.W, g.ph, g.pw)
-            _unfold.im2col_padded_d(pad, cols, g.C, g.H, g.W, g.KH, g.KW,
+            pcn_pad_d(x, pad, g.C, g.H, g.W, g.ph, g.pw)
+            pcn_im2col_padded_d(pad, cols, g.C, g.H, g.W, g.KH, g.KW,
                                     g.ph, g.pw, g.OH, g.OW)
     elif floating is float:
-        _unfold.im2col_f(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+        pcn_im2col_f(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
                          g.ph, g.pw, g.OH, g.OW)
     else:
-        _unfold.im2col_d(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+        pcn_im2col_d(x, cols, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
                          g.ph, g.pw, g.OH, g.OW)
 
 
@@ -179,18 +169,18 @@ cdef inline void _col2im(const floating* cols, floating* dx, floating* pad,
     through the padded accumulator ``pad`` when the geometry has one."""
     if g.pad_size:
         if floating is float:
-            _unfold.col2im_padded_f(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
+            pcn_col2im_padded_f(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
                                     g.ph, g.pw, g.OH, g.OW)
         else:
-            _unfold.col2im_padded_d(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
+            pcn_col2im_padded_d(cols, pad, dx, g.C, g.H, g.W, g.KH, g.KW,
                                     g.ph, g.pw, g.OH, g.OW)
         return
     memset(dx, 0, <size_t> (g.C * g.H * g.W) * sizeof(floating))
     if floating is float:
-        _unfold.col2im_f(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+        pcn_col2im_f(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
                          g.ph, g.pw, g.OH, g.OW)
     else:
-        _unfold.col2im_d(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
+        pcn_col2im_d(cols, dx, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw,
                          g.ph, g.pw, g.OH, g.OW)
 
 

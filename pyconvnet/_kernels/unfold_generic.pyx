@@ -1,2 +1,0 @@
-# The unfolding loops compiled for the generic instruction set (see unfold.pxi).
-include "unfold.pxi"
