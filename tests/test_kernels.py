@@ -27,7 +27,10 @@ def test_the_isa_asked_for_by_the_environment_runs():
     if expected:
         assert kernels.current_isa() == expected
     else:
-        assert kernels.current_isa() == kernels.available_isas()[-1]
+        assert kernels.current_isa() == kernels.default_isa()
+    # The default is the best available build that is not opt-in.
+    assert kernels.default_isa() == [isa for isa in kernels.available_isas()
+                                     if isa not in kernels.OPT_IN][-1]
 
 
 def test_cpu_instruction_sets_are_ordered_and_built_ones_available():
@@ -54,12 +57,12 @@ def test_set_isa_refuses_an_unknown_or_unavailable_one(restore_isa):
     for isa in missing:
         with pytest.raises(ValueError, match="cannot run"):
             kernels.set_isa(isa)
-    assert kernels.set_isa(None) == kernels.available_isas()[-1]
+    assert kernels.set_isa(None) == kernels.default_isa()
 
 
 def test_an_unusable_isa_in_the_environment_warns_and_falls_back(tmp_path):
     code = ("import warnings, pyconvnet._kernels as k; "
-            "print(k.current_isa(), k.available_isas()[-1])")
+            "print(k.current_isa(), k.default_isa())")
     env = dict(os.environ, PYCONVNET_ISA="sse9")
     # From another folder: the installed package, never a source tree.
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,

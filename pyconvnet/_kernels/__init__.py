@@ -14,9 +14,10 @@ Layout:
 - ``runtime``: OpenMP threads, the CPU's instruction sets, the activation
   codes for Python.
 
-Instruction sets: at import the best build the CPU runs is chosen
+Instruction sets: at import the best build the CPU runs is chosen — AVX2
+where the CPU has it; AVX-512 only when asked for (``OPT_IN``)
 (``PYCONVNET_ISA=generic|avx2|avx512`` asks for one; a request this CPU or
-this build cannot honour falls back to the best available, with a warning).
+this build cannot honour falls back to the default, with a warning).
 ``set_isa`` switches at run time (tests compare every build). Every build
 gives the same bits: the builds differ in vector width only (setup.py
 compiles them with ``-ffp-contract=off``, so no multiply-add is fused in one
@@ -35,6 +36,10 @@ import warnings
 from . import runtime
 
 ISAS = ("generic", "avx2", "avx512")
+# Run only when asked for (PYCONVNET_ISA=avx512, set_isa): on the AMD EPYC
+# machines the benchmarks run on, the AVX-512 build trained the benchmark
+# networks about 1% slower than the AVX2 one (benchmarks/PERFORMANCE.md).
+OPT_IN = ("avx512",)
 _state = {"isa": None, "conv": None}
 
 
@@ -51,13 +56,20 @@ def available_isas():
     return tuple(found)
 
 
+def default_isa():
+    """The build that runs unless another is asked for: the best available
+    that is not opt-in (``OPT_IN``)."""
+    chosen = [isa for isa in available_isas() if isa not in OPT_IN]
+    return chosen[-1] if chosen else "generic"
+
+
 def set_isa(isa=None):
     """Run the kernels built for ``isa`` ("generic", "avx2", "avx512"), or
-    with None the best one available. Returns the instruction set now used.
-    Not to be called while a kernel runs."""
+    with None the default one (``default_isa``). Returns the instruction set
+    now used. Not to be called while a kernel runs."""
     available = available_isas()
     if isa is None:
-        isa = available[-1] if available else "generic"
+        isa = default_isa()
     elif isa not in ISAS:
         raise ValueError(f"isa must be one of {ISAS} or None, got {isa!r}")
     elif isa not in available:
