@@ -711,7 +711,30 @@ class BaseConvNet(BaseEstimator):
             )
         super().__setstate__(state)
         if "_network" in self.__dict__:
+            self._adopt_older_network()
             self._publish_architecture()
+
+    def _adopt_older_network(self):
+        """A network pickled by pyconvnet 0.1.0 has no spec (and its
+        convolutions no ``in_shape``): rebuild them from the
+        hyperparameters it was built with, and check that they describe
+        the pickled weights."""
+        network = self._network
+        if "spec" in network.__dict__:
+            return
+        built = self.__dict__.get("_built_params")
+        params = dict(self.get_params(), **(built or {}))
+        spec = clone_with(self, params).network_spec(
+            self.image_shape_, network.layers[-1].out_shape[0], self._dtype,
+            network.out_activation)
+        shapes = [tuple(p.shape) for p in network.params]
+        if ([tuple(s) for s in spec.param_shapes] != shapes
+                or len(spec.layers) != len(network.layers)):
+            raise ValueError("the pickled network does not match the "
+                             "architecture its hyperparameters describe")
+        network.spec = spec
+        for layer, layer_spec in zip(network.layers, spec.layers):
+            layer.__dict__.setdefault("in_shape", tuple(layer_spec.in_shape))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")

@@ -131,3 +131,21 @@ def test_the_estimator_follows_the_one_precision_rule(dtype):
     x = X[:2, :9].reshape(2, 1, 3, 3).astype(dtype)
     w = np.ones((1, 1, 2, 2), dtype)
     assert ops.conv2d(x, w).dtype == ops.result_dtype([dtype, dtype])
+
+
+def test_a_model_pickled_without_a_network_spec_predicts(fitted):
+    """Models pickled by pyconvnet 0.1.0 have a network without a spec and
+    convolutions without ``in_shape``: unpickling rebuilds them."""
+    model, X, _ = fitted
+    state = pickle.loads(pickle.dumps(model)).__getstate__()
+    network = state["_network"]
+    del network.spec
+    for layer in network.layers:
+        layer.__dict__.pop("in_shape", None)
+    state["_pyconvnet_version"] = "0.1.0"
+    old = ConvNetClassifier.__new__(ConvNetClassifier)
+    with pytest.warns(UserWarning, match="saved by pyconvnet 0.1.0"):
+        old.__setstate__(state)
+    assert old.network_.spec == model.network_.spec
+    np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
+    old.partial_fit(X, model.predict(X))
