@@ -331,7 +331,7 @@ class BaseConvNet(BaseEstimator):
 
         if first_pass:
             image_shape = self._resolve_image_shape(X.shape[1], nd_shape)
-            spec = self._network_spec(image_shape, n_outputs, X.dtype.type, head)
+            spec = self.network_spec(image_shape, n_outputs, X.dtype.type, head)
             # The training batches' memory, before any weight is allocated
             # (the training loop checks the exact sizes, after a validation
             # split).
@@ -493,7 +493,6 @@ class BaseConvNet(BaseEstimator):
             arch["activation"], arch["dropout"], np.dtype(dtype).itemsize,
             arch["batch_norm"], self._plan_threads(), head=head)
 
-    _network_spec = network_spec
 
     def _plan_threads(self):
         """The threads whose workspaces the plan checks: ``n_threads`` as

@@ -70,9 +70,6 @@ def result_dtype(dtypes, default=np.float64):
     return np.dtype(default).type
 
 
-def _result_dtype(*arrays):
-    return result_dtype([a.dtype for a in arrays])
-
 
 def _check_ndim(a, name, ndim, shape_doc):
     if a.ndim != ndim:
@@ -97,7 +94,7 @@ def _prepare(arrays, names, ndims, shape_docs):
     checked = [_check_numeric(a, n) for a, n in zip(arrays, names)]
     for a, n, d, doc in zip(checked, names, ndims, shape_docs):
         _check_ndim(a, n, d, doc)
-    dtype = _result_dtype(*checked)
+    dtype = result_dtype([a.dtype for a in checked])
     return [np.ascontiguousarray(a, dtype=dtype) for a in checked]
 
 

@@ -137,8 +137,9 @@ def test_the_registry_holds_the_compiled_convolution_and_the_reference():
     assert ops.implementations()[0] == "im2col"
     assert "naive" in ops.implementations()
     assert registry.get("naive").reference
-    geometry = registry.geometry_of(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)),
-                                    (1, 1), (0, 0))
+    from pyconvnet._geometry import ConvGeometry
+
+    geometry = ConvGeometry.of_arrays((1, 1, 5, 5), (1, 1, 3, 3), (1, 1), (0, 0))
     # "auto" never picks a reference.
     assert registry.select("auto", geometry, np.float32).name == "im2col"
     assert registry.select("naive", geometry, np.float32).name == "naive"

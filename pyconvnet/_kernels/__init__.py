@@ -30,6 +30,7 @@ layers' forward pass 4-9% slower than inlined into the convolution (AVX-512
 builds included).
 """
 import importlib
+import importlib.util
 import os
 import warnings
 
@@ -46,14 +47,10 @@ _state = {"isa": None, "conv": None}
 def available_isas():
     """The instruction-set builds this CPU can run and this install holds,
     best last."""
-    found = []
-    for isa in runtime.cpu_instruction_sets():
-        try:
-            importlib.import_module(f"{__name__}.conv_im2col_{isa}")
-        except ImportError:     # not built for this platform or compiler
-            continue
-        found.append(isa)
-    return tuple(found)
+    # Found, not imported: import loads only the build that runs.
+    return tuple(isa for isa in runtime.cpu_instruction_sets()
+                 if importlib.util.find_spec(f"{__name__}.conv_im2col_{isa}")
+                 is not None)
 
 
 def default_isa():

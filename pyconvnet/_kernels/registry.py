@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _geometry
 from . import conv_module, current_isa, naive
 from .runtime import ACTIVATIONS
 
@@ -155,7 +154,3 @@ register(ConvImplementation(
 register(ConvImplementation(
     "naive", naive.forward, naive.backward, reference=True,
     description="NumPy in float64 from the definitions (naive.py)"))
-
-
-def geometry_of(x, weight, stride, padding):
-    return _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride, padding)
