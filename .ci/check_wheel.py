@@ -38,10 +38,11 @@ def main(argv):
     if missing:
         problems.append(f"undeclared runtime dependencies: {sorted(missing)}")
     if "x86_64" in tags or "amd64" in tags.lower():
-        for isa in ("generic", "avx2", "avx512"):
-            if not any(n.startswith(f"pyconvnet/_kernels/conv_im2col_{isa}.") and
-                       n.endswith((".so", ".pyd")) for n in names):
-                problems.append(f"no {isa} build of the kernels in the wheel")
+        for module in ("conv_im2col", "conv_winograd"):
+            for isa in ("generic", "avx2", "avx512"):
+                if not any(n.startswith(f"pyconvnet/_kernels/{module}_{isa}.") and
+                           n.endswith((".so", ".pyd")) for n in names):
+                    problems.append(f"no {isa} build of {module} in the wheel")
     if manylinux:
         if "manylinux_" not in tags:
             problems.append(f"not a manylinux wheel: {tags!r}")

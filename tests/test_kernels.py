@@ -46,8 +46,9 @@ def test_a_wheel_for_x86_64_holds_every_instruction_set():
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("instruction-set builds are made on x86-64 only")
     import importlib.util
-    for isa in kernels.ISAS:
-        assert importlib.util.find_spec(f"pyconvnet._kernels.conv_im2col_{isa}"), isa
+    for base in kernels.ISA_MODULES:
+        for isa in kernels.ISAS:
+            assert importlib.util.find_spec(f"pyconvnet._kernels.{base}_{isa}"), (base, isa)
 
 
 def test_set_isa_refuses_an_unknown_or_unavailable_one(restore_isa):
@@ -133,9 +134,8 @@ TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol
 ACTIVATION_NAMES = [None, "relu", "sigmoid", "tanh"]
 
 
-def test_the_registry_holds_the_compiled_convolution_and_the_reference():
-    assert ops.implementations()[0] == "im2col"
-    assert "naive" in ops.implementations()
+def test_the_registry_holds_the_compiled_convolutions_and_the_reference():
+    assert set(ops.implementations()) == {"winograd4", "winograd2", "im2col", "naive"}
     assert registry.get("naive").reference
     from pyconvnet._geometry import ConvGeometry
 
@@ -145,9 +145,41 @@ def test_the_registry_holds_the_compiled_convolution_and_the_reference():
     assert registry.select("naive", geometry, np.float32).name == "naive"
 
 
-@pytest.mark.parametrize("name", [n for n in registry.names() if n != "naive"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("geometry", GEOMETRIES)
+def _geometry(x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
+    from pyconvnet._geometry import ConvGeometry
+    return ConvGeometry.of_arrays(x_shape, w_shape, stride, padding)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, dtype, expected", [
+    # the table of registry.py: Winograd from 8 input channels, F(4x4)
+    # where its tiles fit the output, im2col for the rest
+    ((64, 1, 28, 28), (32, 1, 3, 3), 1, np.float32, "im2col"),
+    ((64, 3, 32, 32), (32, 3, 3, 3), 1, np.float32, "im2col"),
+    ((64, 32, 14, 14), (64, 32, 3, 3), 1, np.float32, "winograd4"),
+    ((64, 32, 6, 6), (64, 32, 3, 3), 1, np.float32, "winograd2"),
+    ((64, 32, 14, 14), (64, 32, 3, 3), 2, np.float32, "im2col"),
+    ((64, 32, 14, 14), (64, 32, 5, 5), 1, np.float32, "im2col"),
+    ((64, 32, 14, 14), (64, 32, 3, 3), 1, np.float64, "winograd2"),
+    ((64, 8, 14, 14), (64, 8, 3, 3), 1, np.float64, "im2col"),
+])
+def test_auto_follows_the_measured_table(x_shape, w_shape, stride, dtype,
+                                         expected):
+    geometry = _geometry(x_shape, w_shape, (stride, stride))
+    assert registry.select("auto", geometry, dtype).name == expected
+    # And it is a choice, not a timing: the same every time.
+    assert registry.select(None, geometry, dtype).name == expected
+
+
+def _implementation_cases(geometries, dtypes=(np.float32, np.float64)):
+    """(name, dtype, geometry) for every compiled implementation and every
+    geometry it supports."""
+    return [(name, dtype, geometry)
+            for name in registry.names() if name != "naive"
+            for dtype in dtypes for geometry in geometries
+            if registry.get(name).supports(_geometry(*geometry), dtype) is None]
+
+
+@pytest.mark.parametrize("name, dtype, geometry", _implementation_cases(GEOMETRIES))
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 def test_every_implementation_agrees_with_the_naive_one(name, dtype, geometry,
                                                         activation):
@@ -248,3 +280,119 @@ def test_the_environment_forces_an_implementation_on_a_whole_network(monkeypatch
     monkeypatch.setenv("PYCONVNET_CONV", "nonesuch")
     with pytest.raises(ValueError, match="unknown convolution implementation"):
         ConvNetClassifier(**params).fit(X, y)
+
+
+# --------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) and F(4x4, 3x3)
+# --------------------------------------------------------------------------
+WINOGRAD = ["winograd2", "winograd4"]
+WINOGRAD_GEOMETRIES = [
+    # x shape, weight shape, stride, padding
+    ((1, 1, 3, 3), (2, 1, 3, 3), (1, 1), (0, 0)),       # one output pixel
+    ((3, 9, 7, 9), (10, 9, 3, 3), (1, 1), (1, 1)),      # C, F past the lanes
+    ((13, 16, 14, 14), (8, 16, 3, 3), (1, 1), (1, 1)),  # a ragged last group
+    ((5, 8, 5, 6), (16, 8, 3, 3), (1, 1), (2, 2)),      # wide padding
+    ((2, 3, 30, 17), (4, 3, 3, 3), (1, 1), (0, 0)),     # ragged tiles
+    ((20, 2, 30, 30), (3, 2, 3, 3), (1, 1), (1, 1)),    # chunks of groups
+    ((2, 3, 6, 7), (3, 3, 3, 3), (1, 1), (1, 0)),       # unequal padding
+]
+
+
+def _forward_backward(name, x, w, b, stride, padding, activation):
+    y, _, saved = ops._conv_forward(x, w, b, stride, padding, 2, activation,
+                                    implementation=name)
+    dy = np.cos(3 * y).astype(x.dtype)
+    return (y,) + ops._conv_backward(dy, x, w, stride, padding, True, 2,
+                                     activation, y, saved, implementation=name)
+
+
+@pytest.mark.parametrize("name, dtype, geometry",
+                         [case for case in _implementation_cases(WINOGRAD_GEOMETRIES)
+                          if case[0] in WINOGRAD])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_winograd_agrees_with_the_naive_one(name, dtype, geometry, activation):
+    """Against the reference in float64 (to 1e-10 of the result's scale: the
+    naive convolution runs in float64 whatever the input), and in float32
+    within the bound of FLOAT32_ERROR below."""
+    x_shape, w_shape, stride, padding = geometry
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (rng.standard_normal(w_shape) / 3).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    got = _forward_backward(name, x, w, b, stride, padding, activation)
+    want = _forward_backward("naive", x, w, b, stride, padding, activation)
+    bound = 1e-10 if dtype == np.float64 else FLOAT32_ERROR[name]
+    for g, r, what in zip(got, want, ("y", "dx", "dweight", "dbias")):
+        np.testing.assert_allclose(g, r, rtol=0, atol=bound * np.max(np.abs(r)),
+                                   err_msg=what)
+
+
+# The float32 error of each implementation against the float64 reference,
+# relative to the largest value of the result, on unit-normal data: the
+# transforms add rounding that a direct sum has not (measured up to: im2col
+# 3e-7, F(2x2) 1e-6, F(4x4) 2e-5: each of their outputs sums
+# transformed values several times larger than the inputs).
+FLOAT32_ERROR = {"im2col": 2e-6, "winograd2": 4e-6, "winograd4": 5e-5}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_ERROR))
+@pytest.mark.parametrize("channels", [16, 64])
+def test_float32_error_is_bounded(name, channels):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, channels, 15, 13))
+    w = rng.standard_normal((24, channels, 3, 3))
+    b = rng.standard_normal(24)
+    y = ops.conv2d(x, w, b, padding=1, implementation="naive")
+    dy = rng.standard_normal(y.shape)
+    want = (y,) + ops.conv2d_grad(dy, x, w, padding=1, implementation="naive")
+    f32 = [a.astype(np.float32) for a in (x, w, b, dy)]
+    got = (ops.conv2d(*f32[:3], padding=1, implementation=name),) + ops.conv2d_grad(
+        f32[3], f32[0], f32[1], padding=1, implementation=name)
+    for g, r, what in zip(got, want, ("y", "dx", "dweight", "dbias")):
+        error = np.max(np.abs(g - r)) / np.max(np.abs(r))
+        assert error < FLOAT32_ERROR[name], (what, error)
+
+
+@pytest.mark.parametrize("name", WINOGRAD)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_is_identical_for_any_thread_count_and_isa(name, dtype,
+                                                            restore_isa):
+    """The weight gradient sums over fixed chunks of sample groups (never
+    over what a thread did), and every build computes the same operations."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((37, 12, 10, 11)).astype(dtype)
+    w = rng.standard_normal((9, 12, 3, 3)).astype(dtype)
+    b = rng.standard_normal(9).astype(dtype)
+    results = []
+    for isa in kernels.available_isas():
+        kernels.set_isa(isa)
+        for n_threads in (1, 2, 3):
+            y = ops.conv2d(x, w, b, padding=1, n_threads=n_threads,
+                           implementation=name)
+            results.append((y,) + ops.conv2d_grad(np.cos(y), x, w, padding=1,
+                                                  n_threads=n_threads,
+                                                  implementation=name))
+    for result in results[1:]:
+        for got, want in zip(result, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", WINOGRAD)
+def test_winograd_trains_the_same_network_as_im2col(name, monkeypatch):
+    """A network of 3x3 convolutions forced through each implementation
+    learns the same model (float64: rounding only)."""
+    from sklearn.datasets import load_digits
+
+    from pyconvnet import ConvNetClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:150] / 16, y[:150]
+    params = dict(conv_layers=((8, 3), (16, 3)), padding="same",
+                  hidden_layer_sizes=(16,), max_iter=3, random_state=0,
+                  dtype="float64", batch_size=50, batch_norm=True)
+    models = {}
+    for impl in ("im2col", name):
+        monkeypatch.setenv("PYCONVNET_CONV", impl)
+        models[impl] = ConvNetClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(models[name].predict_proba(X),
+                               models["im2col"].predict_proba(X), atol=1e-9)

@@ -9,6 +9,9 @@ Layout:
   convolution as im2col + BLAS, forward and backward, with bias, activation
   and max pooling fused in: one source (``conv_im2col.pxi``) compiled once
   per instruction set;
+- ``conv_winograd_*``: 3x3 convolutions at stride 1 by Winograd's minimal
+  filtering (``conv_winograd.pxi`` over the transforms of ``winograd.h``),
+  built the same way;
 - ``pool``, ``batchnorm``, ``dense``, ``optim``: pooling, batch norm, the
   dense layers' tiled products, the optimizer steps;
 - ``runtime``: OpenMP threads, the CPU's instruction sets, the activation
@@ -41,7 +44,9 @@ ISAS = ("generic", "avx2", "avx512")
 # machines the benchmarks run on, the AVX-512 build trained the benchmark
 # networks about 1% slower than the AVX2 one (benchmarks/PERFORMANCE.md).
 OPT_IN = ("avx512",)
-_state = {"isa": None, "conv": None}
+# The modules built once per instruction set (setup.py's ISA_EXTENSIONS).
+ISA_MODULES = ("conv_im2col", "conv_winograd")
+_state = {"isa": None, "modules": {}}
 
 
 def available_isas():
@@ -49,8 +54,8 @@ def available_isas():
     best last."""
     # Found, not imported: import loads only the build that runs.
     return tuple(isa for isa in runtime.cpu_instruction_sets()
-                 if importlib.util.find_spec(f"{__name__}.conv_im2col_{isa}")
-                 is not None)
+                 if all(importlib.util.find_spec(f"{__name__}.{base}_{isa}")
+                        is not None for base in ISA_MODULES))
 
 
 def default_isa():
@@ -72,7 +77,8 @@ def set_isa(isa=None):
     elif isa not in available:
         raise ValueError(f"this CPU or this build cannot run the {isa!r} "
                          f"kernels; available: {available}")
-    _state["conv"] = importlib.import_module(f"{__name__}.conv_im2col_{isa}")
+    _state["modules"] = {base: importlib.import_module(f"{__name__}.{base}_{isa}")
+                         for base in ISA_MODULES}
     _state["isa"] = isa
     return isa
 
@@ -82,9 +88,10 @@ def current_isa():
     return _state["isa"]
 
 
-def conv_module():
-    """The convolution module built for the current instruction set."""
-    return _state["conv"]
+def conv_module(base="conv_im2col"):
+    """The module ``base`` (one of ``ISA_MODULES``) built for the current
+    instruction set."""
+    return _state["modules"][base]
 
 
 def _isa_from_environment():

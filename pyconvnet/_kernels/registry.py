@@ -18,9 +18,13 @@ implementation keeps each sample's unfolding there). ``backward`` fills
 C-contiguous and of one float dtype; shapes were checked by the caller.
 
 ``select(name, geometry, dtype)`` picks one: ``"auto"`` the first registered
-one (in order of preference) that supports the layer, never a reference;
-another name that implementation, or a ValueError saying why it cannot run
-the layer. The environment variable ``PYCONVNET_CONV`` replaces ``"auto"``
+one (in order of preference) that supports the layer and whose ``auto``
+rule chooses it there, never a reference; another name that
+implementation, or a ValueError saying why it cannot run the layer. The
+``auto`` rules are a table measured once and written down (below, with the
+figures in ``benchmarks/PERFORMANCE.md``), never a timing at run time: the
+same layer always runs the same arithmetic on a machine, so the same
+``random_state`` gives the same weights run after run. The environment variable ``PYCONVNET_CONV`` replaces ``"auto"``
 for every layer (tests and benchmarks force an implementation this way, or
 with the ``implementation`` argument of ``ops.conv2d``).
 """
@@ -48,6 +52,9 @@ class ConvImplementation:
     #: a reference: runnable by name, never chosen by "auto"
     reference: bool = False
     description: str = ""
+    #: (geometry, dtype) -> bool: whether "auto" picks it for a layer it
+    #: supports (the measured table)
+    auto: object = field(default=lambda geometry, dtype: True)
 
     def supports(self, geometry, dtype):
         """Why this implementation cannot run the layer, or None if it can."""
@@ -101,7 +108,9 @@ def select(name, geometry, dtype):
     name = requested(name)
     if name == "auto":
         for implementation in _REGISTRY.values():
-            if not implementation.reference and implementation.supports(geometry, dtype) is None:
+            if (not implementation.reference
+                    and implementation.supports(geometry, dtype) is None
+                    and implementation.auto(geometry, np.dtype(dtype))):
                 return implementation
         raise ValueError(f"no convolution implementation supports {geometry} "
                          f"in {np.dtype(dtype).name}")
@@ -145,6 +154,82 @@ def _im2col_backward(dy, x, weight, geometry, activation, n_threads, y, saved,
                                 sw, ph, pw, ACTIVATIONS[activation], n_threads,
                                 argmax)
 
+
+
+# --------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv_winograd.pxi, built per
+# instruction set): 3x3 kernels at stride 1
+# --------------------------------------------------------------------------
+def _winograd_geometry(geometry):
+    return tuple(geometry.kernel) == (3, 3) and tuple(geometry.stride) == (1, 1)
+
+
+# The table "auto" follows (benchmarks/PERFORMANCE.md, "Winograd": every
+# layer there timed forward + backward under each implementation, batch 10
+# and 64, 2 threads). The transforms work on WINOGRAD_LANES channels at a
+# time: with fewer input channels (a first layer on grey or RGB images)
+# they cost more than the multiplies they save, and im2col wins 2-3x. In
+# float32 F(4x4) wins wherever its tiles fit the output (7x7 and larger: at
+# most 31% of its outputs wasted at the edge); on smaller maps F(2x2) does.
+# In float64 F(2x2) only, from 16 channels: F(4x4) was no faster there, and
+# float64 is asked for for its accuracy.
+WINOGRAD_LANES = 8
+
+
+def _auto_winograd4(geometry, dtype):
+    oh, ow = geometry.out_shape[1:]
+    return (dtype == np.float32 and geometry.in_shape[0] >= WINOGRAD_LANES
+            and min(oh, ow) >= 7)
+
+
+def _auto_winograd2(geometry, dtype):
+    channels = geometry.in_shape[0]
+    return channels >= (WINOGRAD_LANES if dtype == np.float32 else 16)
+
+
+def _winograd(m):
+    def forward(x, weight, bias, geometry, activation, n_threads, out,
+                pool=None, argmax=None, buffer=None):
+        module = conv_module("conv_winograd")
+        cache = None
+        if buffer is not None:
+            oh, ow = geometry.out_shape[1:]
+            size = module.transformed_size(x.shape[0], x.shape[1], oh, ow, m)
+            if size * x.itemsize <= COLS_CACHE_BYTES:
+                cache = buffer("winograd", (size,), x.dtype)
+        ph, pw = geometry.padding
+        act = ACTIVATIONS[activation]
+        if pool is None:
+            U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
+                                      act, n_threads)
+        else:
+            U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
+                                      act, n_threads, argmax, pool[0], pool[1])
+        return None if buffer is None else (cache, U)
+
+    def backward(dy, x, weight, geometry, activation, n_threads, y, saved, dx,
+                 dweight, dbias, argmax=None):
+        cache, U = saved if saved is not None else (None, None)
+        ph, pw = geometry.padding
+        conv_module("conv_winograd").conv2d_backward(
+            dy, y, x, weight, cache, U, dx, dweight, dbias, m, ph, pw,
+            ACTIVATIONS[activation], n_threads, argmax)
+
+    return forward, backward
+
+
+register(ConvImplementation(
+    "winograd4", *_winograd(4), supports_geometry=_winograd_geometry,
+    auto=_auto_winograd4,
+    description="Winograd F(4x4, 3x3): 3x3 kernels at stride 1, 4x fewer "
+                "multiplies; transforms vectorised over tiles, products by "
+                "BLAS over groups of samples (conv_winograd.pxi)"))
+
+register(ConvImplementation(
+    "winograd2", *_winograd(2), supports_geometry=_winograd_geometry,
+    auto=_auto_winograd2,
+    description="Winograd F(2x2, 3x3): 3x3 kernels at stride 1, 2.25x fewer "
+                "multiplies (conv_winograd.pxi)"))
 
 register(ConvImplementation(
     "im2col", _im2col_forward, _im2col_backward,
