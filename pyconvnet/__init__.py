@@ -1,5 +1,5 @@
 """pyconvnet: convolutional networks as a scikit-learn classifier."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def _unbuilt_source_tree():

@@ -18,8 +18,8 @@ reach the compiled kernels only through ``pyconvnet.ops``.
 The registry: each layer class is registered for its spec type
 (``_spec``) and owns, besides its passes, its construction from the spec
 (``from_spec``), its row of the architecture summary (``describe``,
-``n_params``), its ONNX nodes (``to_onnx``) and its fusion with the layer
-after it (``fuses_with``). ``build_layers`` instantiates a network spec.
+``n_params``), its ONNX nodes (``to_onnx``) and its fusion with the layers
+after it (``fuses_with``, and at prediction ``folds``). ``build_layers`` instantiates a network spec.
 """
 import numpy as np
 from scipy.special import expit
@@ -141,6 +141,11 @@ class Layer:
         """Whether this layer runs ``next_layer`` in its own pass."""
         return False
 
+    def folds(self, next_layer):
+        """Whether, at prediction, this layer folds ``next_layer`` (an affine
+        map) into its own parameters and runs it in its own pass."""
+        return False
+
     def to_onnx(self, graph, x):
         """Add this layer's prediction-time ONNX nodes after tensor ``x``
         (through ``pyconvnet.onnx``'s graph helper); returns the output."""
@@ -220,6 +225,13 @@ class Conv2D(Layer):
         # gradient never reach memory; bit-identical to the layers in turn.
         return next_layer.kind == "pool" and next_layer.pool_kind == "max"
 
+    def folds(self, next_layer):
+        # A convolution without bias or activation followed by batch norm
+        # (how the spec builds them): at prediction the batch norm is a
+        # per-filter scale and shift, which the weights and bias take.
+        return (next_layer.kind == "batchnorm" and not self.has_bias
+                and self.activation == "identity")
+
     def to_onnx(self, graph, x):
         weight = graph.constant("conv_w", self.weight)
         bias = graph.constant("conv_b", self.bias if self.has_bias else
@@ -245,10 +257,16 @@ class Conv2D(Layer):
     def bias(self):
         return self._params[1] if self.has_bias else None
 
-    def forward(self, x, training, pool=None):
+    def forward(self, x, training, pool=None, fold=None):
         """The activated output; with ``pool``, the max-pooling layer that
         follows (non-overlapping windows), that layer's output instead,
-        computed in the same pass (the network runs the two this way)."""
+        computed in the same pass (the network runs the two this way). With
+        ``fold`` (prediction only), the batch norm that follows, folded into
+        the weights and bias, and its activation."""
+        weight, bias, activation = self.weight, self.bias, self.activation
+        if fold is not None:
+            weight, bias = fold.folded(weight)
+            activation = fold.activation
         if pool is None:
             out = self._buffer("y", (x.shape[0],) + self.out_shape, x.dtype,
                                training)
@@ -260,8 +278,8 @@ class Conv2D(Layer):
         # In training the implementation may keep work for the backward
         # pass (im2col's unfolding) in arrays this layer lends it.
         y, argmax, saved = ops._conv_forward(
-            x, self.weight, self.bias, self.stride, self.padding,
-            self.n_threads, self.activation, out=out,
+            x, weight, bias, self.stride, self.padding,
+            self.n_threads, activation, out=out,
             pool=None if pool is None else pool.size, argmax=argmax,
             buffer=self._lend if training else None,
             implementation=self._implementation(x.dtype), geometry=self.geometry)
@@ -333,14 +351,26 @@ class BatchNorm2D(Layer):
     def n_params(self):
         return 2 * self.out_shape[0]     # gamma and beta; not the statistics
 
+    def _scale_shift(self):
+        """The prediction-time map x * scale + shift per channel, in float64."""
+        gamma, beta, running_mean, running_var = self._params
+        scale = gamma / np.sqrt(running_var.astype(np.float64) + self.EPS)
+        return scale, beta - running_mean * scale
+
+    def folded(self, weight):
+        """The weight (F, C, KH, KW) and bias of the convolution before this
+        layer with this layer's prediction-time map folded in."""
+        scale, shift = self._scale_shift()
+        return ((weight * scale[:, None, None, None]).astype(weight.dtype),
+                shift.astype(weight.dtype))
+
     def forward(self, x, training, sample_weight=None):
         """``sample_weight`` (training): the batch's weights, so that a
         weight of 2 counts a sample twice in the statistics too."""
         gamma, beta, running_mean, running_var = self._params
         out = self._buffer("y", x.shape, x.dtype, training)
         if not training:
-            scale = gamma / np.sqrt(running_var.astype(np.float64) + self.EPS)
-            shift = beta - running_mean * scale
+            scale, shift = self._scale_shift()
             return ops._bn_forward_scale(x, scale.astype(x.dtype),
                                          shift.astype(x.dtype), self.n_threads,
                                          self.activation, out=out)

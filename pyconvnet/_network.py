@@ -98,7 +98,7 @@ class Network:
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("_param_list", "_grad_list", "flat_grads",
-                             "_stage_list")}
+                             "_stage_list", "_inference_stage_list")}
 
     def __setstate__(self, state):
         state.setdefault("out_activation", "softmax")
@@ -143,8 +143,8 @@ class Network:
         check_batch(self.spec, batch_size, self.dtype.itemsize, training,
                     [layer.describe() for layer in self.layers])
 
-    #: whether layers that can run the next layer in their own pass do
-    #: (``Layer.fuses_with``); results are bit-identical either way
+    #: whether layers that can run the next layers in their own pass do
+    #: (``Layer.folds``, ``Layer.fuses_with``)
     fuse = True
 
     def set_fusion(self, fuse):
@@ -152,31 +152,47 @@ class Network:
         own (False, for tests and benchmarks)."""
         self.fuse = bool(fuse)
         self.__dict__.pop("_stage_list", None)
+        self.__dict__.pop("_inference_stage_list", None)
 
-    def _stages(self):
-        """The layers as they run, as (layer, the next layer it runs in its
-        own pass, or None): each layer decides with ``fuses_with`` (a
-        convolution runs the max pooling after it). Worked out once from the
-        layers (which never change) and kept, not pickled."""
-        stages = self.__dict__.get("_stage_list")
+    def _stages(self, training=True):
+        """The layers as they run, as (layer, the max pooling it runs in its
+        own pass or None, the batch norm it folds in or None).
+
+        In training a convolution runs the max pooling after it
+        (``fuses_with``); results are bit-identical to the layers in turn.
+        At prediction a convolution also folds the batch norm after it
+        into its weights and bias (``folds``: the running statistics are
+        constants then), and with it the activation and the max pooling
+        after the batch norm: one pass instead of three. Worked out once
+        per mode from the layers (which never change) and kept, not
+        pickled."""
+        key = "_stage_list" if training else "_inference_stage_list"
+        stages = self.__dict__.get(key)
         if stages is not None:
             return stages
         stages, layers, i = [], self.layers, 0
+
+        def at(k):
+            return layers[k] if k < len(layers) else None
+
         while i < len(layers):
-            layer = layers[i]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if self.fuse and nxt is not None and layer.fuses_with(nxt):
-                stages.append((layer, nxt))
-                i += 2
-            else:
-                stages.append((layer, None))
+            layer, fold, pool = layers[i], None, None
+            i += 1
+            if self.fuse and not training and at(i) is not None and layer.folds(at(i)):
+                fold = at(i)
                 i += 1
-        self._stage_list = stages
+            if self.fuse and at(i) is not None and layer.fuses_with(at(i)):
+                pool = at(i)
+                i += 1
+            stages.append((layer, pool, fold))
+        self.__dict__[key] = stages
         return stages
 
     def forward(self, x, training=False, sample_weight=None):
-        for layer, pool in self._stages():
-            if pool is not None:
+        for layer, pool, fold in self._stages(training):
+            if fold is not None:
+                x = layer.forward(x, training, pool=pool, fold=fold)
+            elif pool is not None:
                 x = layer.forward(x, training, pool=pool)
             elif layer.uses_sample_weight:
                 x = layer.forward(x, training, sample_weight)
@@ -210,7 +226,7 @@ class Network:
         scores = self.forward(x, training=True, sample_weight=sample_weight)
         total = float(sample_weight.sum())
         loss, dy = self.loss.value_and_grad(scores, y, sample_weight, total)
-        for layer, _ in reversed(self._stages()):
+        for layer, _, _ in reversed(self._stages()):
             dy = layer.backward(dy)
         if alpha:
             penalty = 0.0

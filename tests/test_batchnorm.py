@@ -334,3 +334,28 @@ def test_batch_norm_model_round_trips(digits):
     # The clone trains the arrays it predicts with, statistics included.
     clone.partial_fit(X[:300], y[:300])
     assert not np.array_equal(clone.predict_proba(X[300:400]), expected)
+
+
+@pytest.mark.parametrize("pooling", ["max", "l2", "avg"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prediction_folds_batch_norm_into_the_convolution(digits, pooling, dtype):
+    """At prediction each convolution runs the batch norm after it folded
+    into its weights and bias (and, with max pooling, the pooling too): one
+    pass per block. The scores are those of the layers in turn, to
+    rounding."""
+    X, y = digits
+    model = _fit(X[:300], y[:300], max_iter=2, pooling=pooling, dtype=dtype)
+    net = model.network_
+    stages = net._stages(training=False)
+    assert sum(fold is not None for _, _, fold in stages) == 2
+    assert all(layer.kind != "batchnorm" for layer, _, _ in stages)
+    assert sum(pool is not None for _, pool, _ in stages) == (2 if pooling == "max" else 0)
+    images = model.as_images(X[300:500])
+    folded = net.forward(images.astype(dtype), training=False)
+    net.set_fusion(False)
+    plain = net.forward(images.astype(dtype), training=False)
+    net.set_fusion(True)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(folded, plain, rtol=tol, atol=tol * np.abs(plain).max())
+    # Training still runs batch norm as a layer of its own.
+    assert all(fold is None for _, _, fold in net._stages(training=True))

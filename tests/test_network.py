@@ -103,7 +103,7 @@ def test_fused_conv_pool_is_bit_identical_to_the_layers_in_turn(
         net.layers[0].input_grad = True
         net.set_threads(n_threads)
         nets.append(net if fused else _layer_by_layer(net))
-    assert sum(pool is not None for _, pool in nets[0]._stages()) == len(convs)
+    assert sum(pool is not None for _, pool, _ in nets[0]._stages()) == len(convs)
     rng = np.random.RandomState(1)
     x = rng.standard_normal((7,) + image).astype(dtype)
     # Ties inside pooling windows (the first maximum takes the gradient).
