@@ -7,7 +7,11 @@ and both predict the same images in batches of 1,000: pyconvnet's
 ``intra_op_num_threads`` = the thread count), side by side in one process.
 Reports images/s (median over repeats) and their ratio.
 
-    python benchmarks/bench_onnx.py [--arch nielsen wide3] [--threads 1 2]
+    python benchmarks/bench_onnx.py [--arch nielsen wide3 bn3] [--threads 1 2]
+        [--single]
+
+``--single`` also times one image at a time (the latency of a single
+prediction), median over a few hundred calls.
 """
 import argparse
 import os
@@ -26,10 +30,11 @@ BATCH = 1000
 
 
 def fitted_model(arch, n_threads, rng):
-    shape, convs, padding, dense = ARCHITECTURES[arch]
+    shape, convs, padding, dense, batch_norm = ARCHITECTURES[arch]
     X = rng.rand(2000, int(np.prod(shape))).astype(np.float32)
     y = rng.randint(0, 10, 2000)
     model = ConvNetClassifier(conv_layers=tuple(convs), padding=padding,
+                              batch_norm=batch_norm,
                               hidden_layer_sizes=(dense,), image_shape=shape,
                               max_iter=1, dtype="float32", random_state=0,
                               n_threads=n_threads)
@@ -49,6 +54,8 @@ def main(argv=None):
                         choices=list(ARCHITECTURES))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--single", action="store_true",
+                        help="also time one image at a time")
     parser.add_argument("--json", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", "onnx.json"))
     args = parser.parse_args(argv)
@@ -70,20 +77,32 @@ def main(argv=None):
                                repeats=args.repeats)
             diff = float(np.abs(session.run(None, {name: X})[1]
                                 - model.predict_proba(X)).max())
-            rows.append({"arch": arch, "threads": n_threads,
-                         "pyconvnet": BATCH / ours, "onnxruntime": BATCH / peer,
-                         "ratio": peer / ours, "max_abs_diff": diff})
+            row = {"arch": arch, "threads": n_threads,
+                   "pyconvnet": BATCH / ours, "onnxruntime": BATCH / peer,
+                   "ratio": peer / ours, "max_abs_diff": diff}
+            if args.single:
+                one = X[:1]
+                row["single_ms"] = 1e3 * median_time(
+                    lambda: model.predict_proba(one), repeats=15)
+                row["single_onnx_ms"] = 1e3 * median_time(
+                    lambda: session.run(None, {name: one}), repeats=15)
+            rows.append(row)
             print(f"{arch} threads={n_threads}: pyconvnet {BATCH / ours:,.0f}/s, "
                   f"onnxruntime {BATCH / peer:,.0f}/s ({peer / ours:.2f}x)",
                   file=sys.stderr)
     info = machine()
     print(f"Machine: {info['cpu']}, {info['cores']} cores. predict_proba images/s, "
           f"batches of {BATCH}.\n")
+    headers = ["network", "threads", "pyconvnet", "onnxruntime",
+               "pyconvnet/onnxruntime", "max |p - p_onnx|"]
+    if args.single:
+        headers += ["one image, ms", "onnxruntime, ms"]
     print(markdown_table(
-        ["network", "threads", "pyconvnet", "onnxruntime", "pyconvnet/onnxruntime",
-         "max |p - p_onnx|"],
+        headers,
         [[r["arch"], r["threads"], f"{r['pyconvnet']:,.0f}", f"{r['onnxruntime']:,.0f}",
-          f"{r['ratio']:.2f}x", f"{r['max_abs_diff']:.1e}"] for r in rows]))
+          f"{r['ratio']:.2f}x", f"{r['max_abs_diff']:.1e}"]
+         + ([f"{r['single_ms']:.3f}", f"{r['single_onnx_ms']:.3f}"]
+            if args.single else []) for r in rows]))
     write_json(args.json, {"machine": info, "batch": BATCH, "results": rows})
 
 

@@ -11,7 +11,10 @@ the same process, one after the other for every setting:
   pool -> dense 256 (the shape of the accuracy recipes);
 - ``wide3``: the same with 3x3 kernels;
 - ``rgb32``: 3x32x32 images, same padding: conv 32@3x3 -> pool -> conv
-  64@3x3 -> pool -> dense 256.
+  64@3x3 -> pool -> dense 256;
+- ``bn3``: ``wide3`` with batch norm after each convolution (the
+  convolutions without bias; PyTorch: ``Conv2d(bias=False)``,
+  ``BatchNorm2d``), the layout of the batch-norm recipes.
 
 The two libraries are timed in alternation, epoch by epoch (the order
 reversed every other repeat), so that the shared machine's drift hits both
@@ -53,12 +56,14 @@ from pyconvnet import ConvNetClassifier  # noqa: E402
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 
-# name: (image shape (C, H, W), [(filters, kernel)], padding, dense units)
+# name: (image shape (C, H, W), [(filters, kernel)], padding, dense units,
+# batch norm)
 ARCHITECTURES = {
-    "nielsen": ((1, 28, 28), [(20, 5), (40, 5)], "valid", 100),
-    "wide5": ((1, 28, 28), [(32, 5), (64, 5)], "same", 256),
-    "wide3": ((1, 28, 28), [(32, 3), (64, 3)], "same", 256),
-    "rgb32": ((3, 32, 32), [(32, 3), (64, 3)], "same", 256),
+    "nielsen": ((1, 28, 28), [(20, 5), (40, 5)], "valid", 100, False),
+    "wide5": ((1, 28, 28), [(32, 5), (64, 5)], "same", 256, False),
+    "wide3": ((1, 28, 28), [(32, 3), (64, 3)], "same", 256, False),
+    "rgb32": ((3, 32, 32), [(32, 3), (64, 3)], "same", 256, False),
+    "bn3": ((1, 28, 28), [(32, 3), (64, 3)], "same", 256, True),
 }
 
 
@@ -81,7 +86,7 @@ def load_images(n, shape):
 
 def step_flops(arch):
     """Floating-point operations of one training step, per image."""
-    (c, h, w), convs, padding, dense = ARCHITECTURES[arch]
+    (c, h, w), convs, padding, dense, _ = ARCHITECTURES[arch]
     macs_fwd, macs_bwd = 0, 0
     for i, (f, k) in enumerate(convs):
         pad = (k - 1) // 2 if padding == "same" else 0
@@ -124,9 +129,10 @@ def sgemm_runner(n_threads, size=SGEMM_SIZE):
 
 
 def pyconvnet_model(arch, batch_size, n_threads):
-    _, convs, padding, dense = ARCHITECTURES[arch]
+    _, convs, padding, dense, batch_norm = ARCHITECTURES[arch]
     return ConvNetClassifier(
         conv_layers=tuple(convs), padding=padding, pooling="max", pool_size=2,
+        batch_norm=batch_norm,
         hidden_layer_sizes=(dense,), activation="relu", solver="sgd",
         momentum=MOMENTUM, nesterovs_momentum=False,
         learning_rate_init=LEARNING_RATE, alpha=0.0, batch_size=batch_size,
@@ -152,11 +158,16 @@ def pyconvnet_runner(arch, X, y, batch_size, n_threads):
 def torch_model(arch):
     from torch import nn
 
-    (c, h, w), convs, padding, dense = ARCHITECTURES[arch]
+    (c, h, w), convs, padding, dense, batch_norm = ARCHITECTURES[arch]
     layers = []
     for f, k in convs:
         pad = (k - 1) // 2 if padding == "same" else 0
-        layers += [nn.Conv2d(c, f, k, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
+        if batch_norm:
+            layers += [nn.Conv2d(c, f, k, padding=pad, bias=False),
+                       nn.BatchNorm2d(f)]
+        else:
+            layers += [nn.Conv2d(c, f, k, padding=pad)]
+        layers += [nn.ReLU(), nn.MaxPool2d(2)]
         h, w = (h + 2 * pad - k + 1) // 2, (w + 2 * pad - k + 1) // 2
         c = f
     layers += [nn.Flatten(), nn.Linear(c * h * w, dense), nn.ReLU(),
@@ -167,7 +178,8 @@ def torch_model(arch):
     for m in net:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     nn.init.normal_(net[-1].weight, 0.0, (1 / dense) ** 0.5)
     return net
 

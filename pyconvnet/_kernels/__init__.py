@@ -17,15 +17,17 @@ Layout:
 - ``runtime``: OpenMP threads, the CPU's instruction sets, the activation
   codes for Python.
 
-Instruction sets: at import the best build the CPU runs is chosen — AVX2
-where the CPU has it; AVX-512 only when asked for (``OPT_IN``)
+Instruction sets: at import the best build the CPU runs is chosen
 (``PYCONVNET_ISA=generic|avx2|avx512`` asks for one; a request this CPU or
 this build cannot honour falls back to the default, with a warning).
-``set_isa`` switches at run time (tests compare every build). Every build
-gives the same bits: the builds differ in vector width only (setup.py
-compiles them with ``-ffp-contract=off``, so no multiply-add is fused in one
-build and not in another), and every sum is taken in the order the source
-fixes.
+``set_isa`` switches at run time (tests compare every build). The builds
+differ in vector width only (setup.py compiles them with
+``-ffp-contract=off``, so no multiply-add is fused in one build and not in
+another, and every sum is taken in the order the source fixes), and give
+the same bits — except the float32 products of the Winograd convolution in
+the AVX-512 build, which run on ``sgemm.h``'s own kernels instead of BLAS
+(fused multiply-adds, another order: a few ulps apart). Each build gives
+the same bits for any thread count.
 
 A whole module is built per instruction set, not a table of its loops:
 called through function pointers, the unfolding loops ran the first
@@ -40,10 +42,12 @@ import warnings
 from . import runtime
 
 ISAS = ("generic", "avx2", "avx512")
-# Run only when asked for (PYCONVNET_ISA=avx512, set_isa): on the AMD EPYC
-# machines the benchmarks run on, the AVX-512 build trained the benchmark
-# networks about 1% slower than the AVX2 one (benchmarks/PERFORMANCE.md).
-OPT_IN = ("avx512",)
+# Builds run only when asked for (PYCONVNET_ISA, set_isa). None now: the
+# AVX-512 build was opt-in while it differed from the AVX2 one in vector
+# width only (it trained about 1% slower on AMD EPYC); with its own matrix
+# products for the Winograd convolution it trains the 3x3 benchmark networks
+# faster (benchmarks/PERFORMANCE.md).
+OPT_IN = ()
 # The modules built once per instruction set (setup.py's ISA_EXTENSIONS).
 ISA_MODULES = ("conv_im2col", "conv_winograd")
 _state = {"isa": None, "modules": {}}

@@ -160,31 +160,44 @@ def _im2col_backward(dy, x, weight, geometry, activation, n_threads, y, saved,
 # Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv_winograd.pxi, built per
 # instruction set): 3x3 kernels at stride 1
 # --------------------------------------------------------------------------
+# Kernels up to 9x9 (3 x 3 pieces of 3x3 at most); larger ones would need
+# more pieces than a direct product costs.
+WINOGRAD_MAX_KERNEL = 9
+
+
 def _winograd_geometry(geometry):
-    return tuple(geometry.kernel) == (3, 3) and tuple(geometry.stride) == (1, 1)
+    return (tuple(geometry.stride) == (1, 1)
+            and max(geometry.kernel) <= WINOGRAD_MAX_KERNEL)
 
 
-# The table "auto" follows (benchmarks/PERFORMANCE.md, "Winograd": every
-# layer there timed forward + backward under each implementation, batch 10
-# and 64, 2 threads). The transforms work on WINOGRAD_LANES channels at a
-# time: with fewer input channels (a first layer on grey or RGB images)
-# they cost more than the multiplies they save, and im2col wins 2-3x. In
-# float32 F(4x4) wins wherever its tiles fit the output (7x7 and larger: at
-# most 31% of its outputs wasted at the edge); on smaller maps F(2x2) does.
-# In float64 F(2x2) only, from 16 channels: F(4x4) was no faster there, and
-# float64 is asked for for its accuracy.
+# The table "auto" follows (benchmarks/PERFORMANCE.md, "Winograd": layers
+# timed forward + backward under each implementation, batch 10 and 64, 2
+# threads, the AVX2 and AVX-512 builds). The transforms work on
+# WINOGRAD_LANES channels at a time: with fewer input channels (a first
+# layer on grey or RGB images) they cost more than the multiplies they save,
+# and im2col wins 2-5x. In float32 F(4x4) wins wherever its tiles fit the
+# output (7x7 and larger: at most 31% of its outputs wasted at the edge); on
+# smaller maps F(2x2) does, for 3x3 kernels. A larger kernel (cut into 3x3
+# pieces) wins from 16 channels on 7x7 maps and larger (5x5, 32->64 on
+# 14x14: 1.9x im2col), with F(4x4) only. In float64, F(2x2) for 3x3 kernels
+# from 16 channels: F(4x4) was no faster there, and float64 is asked for
+# for its accuracy.
 WINOGRAD_LANES = 8
 
 
 def _auto_winograd4(geometry, dtype):
-    oh, ow = geometry.out_shape[1:]
-    return (dtype == np.float32 and geometry.in_shape[0] >= WINOGRAD_LANES
-            and min(oh, ow) >= 7)
+    channels, (oh, ow) = geometry.in_shape[0], geometry.out_shape[1:]
+    if dtype != np.float32 or min(oh, ow) < 7:
+        return False
+    if tuple(geometry.kernel) == (3, 3):
+        return channels >= WINOGRAD_LANES
+    return channels >= 2 * WINOGRAD_LANES
 
 
 def _auto_winograd2(geometry, dtype):
     channels = geometry.in_shape[0]
-    return channels >= (WINOGRAD_LANES if dtype == np.float32 else 16)
+    return (tuple(geometry.kernel) == (3, 3)
+            and channels >= (WINOGRAD_LANES if dtype == np.float32 else 16))
 
 
 def _winograd(m):
@@ -194,26 +207,28 @@ def _winograd(m):
         cache = None
         if buffer is not None:
             oh, ow = geometry.out_shape[1:]
-            size = module.transformed_size(x.shape[0], x.shape[1], oh, ow, m)
+            size = module.transformed_size(x.shape[0], x.shape[1], oh, ow,
+                                           geometry.kernel, m)
             if size * x.itemsize <= COLS_CACHE_BYTES:
                 cache = buffer("winograd", (size,), x.dtype)
         ph, pw = geometry.padding
         act = ACTIVATIONS[activation]
         if pool is None:
             U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
-                                      act, n_threads)
+                                      act, n_threads, buffer=buffer)
         else:
             U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
-                                      act, n_threads, argmax, pool[0], pool[1])
-        return None if buffer is None else (cache, U)
+                                      act, n_threads, argmax, pool[0], pool[1],
+                                      buffer=buffer)
+        return None if buffer is None else (cache, U, buffer)
 
     def backward(dy, x, weight, geometry, activation, n_threads, y, saved, dx,
                  dweight, dbias, argmax=None):
-        cache, U = saved if saved is not None else (None, None)
+        cache, U, buffer = saved if saved is not None else (None, None, None)
         ph, pw = geometry.padding
         conv_module("conv_winograd").conv2d_backward(
             dy, y, x, weight, cache, U, dx, dweight, dbias, m, ph, pw,
-            ACTIVATIONS[activation], n_threads, argmax)
+            ACTIVATIONS[activation], n_threads, argmax, buffer=buffer)
 
     return forward, backward
 
@@ -221,15 +236,16 @@ def _winograd(m):
 register(ConvImplementation(
     "winograd4", *_winograd(4), supports_geometry=_winograd_geometry,
     auto=_auto_winograd4,
-    description="Winograd F(4x4, 3x3): 3x3 kernels at stride 1, 4x fewer "
-                "multiplies; transforms vectorised over tiles, products by "
-                "BLAS over groups of samples (conv_winograd.pxi)"))
+    description="Winograd F(4x4, 3x3) at stride 1 (4x fewer multiplies for "
+                "3x3 kernels; larger ones cut into 3x3 pieces): transforms "
+                "vectorised over channels, products over groups of samples "
+                "(conv_winograd.pxi)"))
 
 register(ConvImplementation(
     "winograd2", *_winograd(2), supports_geometry=_winograd_geometry,
     auto=_auto_winograd2,
-    description="Winograd F(2x2, 3x3): 3x3 kernels at stride 1, 2.25x fewer "
-                "multiplies (conv_winograd.pxi)"))
+    description="Winograd F(2x2, 3x3) at stride 1, 2.25x fewer multiplies "
+                "for 3x3 kernels (conv_winograd.pxi)"))
 
 register(ConvImplementation(
     "im2col", _im2col_forward, _im2col_backward,

@@ -171,14 +171,18 @@ PCN_WINO_UNBLOCK(pcn_wino_unblock_d, double)
    _weights:  U (a*a, C, F) = G w[f][c] G^T for every (f, c).
    _grad_weights: dw (F, C, 3, 3) = G^T dU[.][c][f] G.
    _input:    V[xi][t0 + t][c] = (B^T d B)[xi] for each tile's patch d of
-              the blocked, padded sample xb (Cb, Hp, Wp, PCN_WL).
+              the blocked, padded sample xb (Cb, Hp, Wp, PCN_WL); V's rows
+              are ``ldv`` values apart (a kernel larger than 3x3 is cut
+              into 3x3 pieces, each with its own columns of V and its own
+              origin in xb: the caller offsets both pointers).
    _output:   y (F, OH, OW) of one sample = A^T M A of its tiles, cut at
               the output's edge.
    _grad_output: dM[xi][t0 + t][f] = (A dY A^T)[xi] of one sample's output
               gradient dz (F, OH, OW), through its blocked, zero-padded copy
               zb (Fb, TH*M, TW*M, PCN_WL).
-   _grad_input: dxb (Cb, Hp, Wp, PCN_WL) = the sum over tiles of B dV B^T,
-              tile after tile in a fixed order (tiles overlap by 2). */
+   _grad_input: adds to dxb (Cb, Hp, Wp, PCN_WL) the sum over tiles of
+              B dV B^T, tile after tile in a fixed order (tiles overlap by
+              2); dV's rows are ``ldv`` values apart. */
 #define PCN_WINO(M, SFX, T, BT_, G_, AT_, A_, B_, GT_)                        \
 static void pcn_wino##M##_weights_##SFX(const T* PCN_RESTRICT w,              \
         T* PCN_RESTRICT U, int F, int C) {                                  \
@@ -220,11 +224,10 @@ static void pcn_wino##M##_grad_weights_##SFX(const T* PCN_RESTRICT dU,        \
 }                                                                           \
 static void pcn_wino##M##_input_##SFX(const T* PCN_RESTRICT xb,               \
         T* PCN_RESTRICT V, int C, int Hp, int Wp, int TH, int TW,           \
-        ptrdiff_t xi_stride, ptrdiff_t t0) {                                \
+        ptrdiff_t ldv, ptrdiff_t xi_stride, ptrdiff_t t0) {                 \
     enum { A = M + 2 };                                                      \
     T src[A][A][PCN_WL], tmp[A][A][PCN_WL], dst[A][A][PCN_WL];               \
     const int Cb = (C + PCN_WL - 1) / PCN_WL;                               \
-    const ptrdiff_t Cp = (ptrdiff_t) Cb * PCN_WL;                           \
     const T* base; T* out;                                                  \
     int cb, th, tw, i_, j_, l_;                                             \
     for (th = 0; th < TH; th++)                                             \
@@ -236,7 +239,7 @@ static void pcn_wino##M##_input_##SFX(const T* PCN_RESTRICT xb,               \
                     for (l_ = 0; l_ < PCN_WL; l_++)                         \
                         src[i_][j_][l_] = base[(i_ * Wp + j_) * PCN_WL + l_]; \
                 PCN_W2D(T, BT_, A, A)                                        \
-                out = V + (t0 + (ptrdiff_t) th * TW + tw) * Cp + cb * PCN_WL; \
+                out = V + (t0 + (ptrdiff_t) th * TW + tw) * ldv + cb * PCN_WL; \
                 for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
                     for (l_ = 0; l_ < PCN_WL; l_++)                         \
                         out[(i_ * A + j_) * xi_stride + l_] = dst[i_][j_][l_]; \
@@ -304,18 +307,16 @@ static void pcn_wino##M##_grad_output_##SFX(const T* PCN_RESTRICT dz,         \
 }                                                                           \
 static void pcn_wino##M##_grad_input_##SFX(const T* PCN_RESTRICT dV,          \
         T* PCN_RESTRICT dxb, int C, int Hp, int Wp, int TH, int TW,         \
-        ptrdiff_t xi_stride, ptrdiff_t t0) {                                \
+        ptrdiff_t ldv, ptrdiff_t xi_stride, ptrdiff_t t0) {                 \
     enum { A = M + 2 };                                                      \
     T src[A][A][PCN_WL], tmp[A][A][PCN_WL], dst[A][A][PCN_WL];               \
     const int Cb = (C + PCN_WL - 1) / PCN_WL;                               \
-    const ptrdiff_t Cp = (ptrdiff_t) Cb * PCN_WL;                           \
     const T* in; T* base;                                                   \
     int cb, th, tw, i_, j_, l_;                                             \
-    memset(dxb, 0, sizeof(T) * (size_t) Cb * Hp * Wp * PCN_WL);              \
     for (th = 0; th < TH; th++)                                             \
         for (tw = 0; tw < TW; tw++)                                         \
             for (cb = 0; cb < Cb; cb++) {                                   \
-                in = dV + (t0 + (ptrdiff_t) th * TW + tw) * Cp + cb * PCN_WL; \
+                in = dV + (t0 + (ptrdiff_t) th * TW + tw) * ldv + cb * PCN_WL; \
                 for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
                     for (l_ = 0; l_ < PCN_WL; l_++)                         \
                         src[i_][j_][l_] = in[(i_ * A + j_) * xi_stride + l_]; \
