@@ -24,7 +24,7 @@ import numbers
 import numpy as np
 
 from . import _geometry
-from ._kernels import batchnorm as _batchnorm, dense as _dense, pool as _pool, registry
+from ._kernels import batchnorm as _batchnorm, conv_module, pool as _pool, registry
 from ._kernels.runtime import ACTIVATIONS
 from ._threads import blas_single_threaded, effective_n_threads
 
@@ -468,7 +468,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
 
 def _matmul(a, b, out, n_threads):
     """out = a @ b for the dense layers, over ``n_threads`` threads with
-    results that do not depend on the thread count (see ``_kernels.dense``). ``a``
+    results that do not depend on the thread count (see ``_kernels/dense.pxi``). ``a``
     and ``b`` may be C-contiguous arrays or transposes of one (``x.T``,
     ``w.T``); any other layout, or mixed dtypes, goes to NumPy."""
     operands = []
@@ -481,7 +481,7 @@ def _matmul(a, b, out, n_threads):
             return np.matmul(a, b, out=out)
     if (a.dtype == b.dtype == out.dtype and a.dtype in (np.float32, np.float64)
             and out.flags.c_contiguous and max(a.shape + b.shape) <= INT_MAX):
-        _dense.matmul(*operands, out, n_threads)
+        conv_module("dense").matmul(*operands, out, n_threads)
         return out
     return np.matmul(a, b, out=out)
 

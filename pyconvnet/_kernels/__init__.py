@@ -12,8 +12,10 @@ Layout:
 - ``conv_winograd_*``: 3x3 convolutions at stride 1 by Winograd's minimal
   filtering (``conv_winograd.pxi`` over the transforms of ``winograd.h``),
   built the same way;
-- ``pool``, ``batchnorm``, ``dense``, ``optim``: pooling, batch norm, the
-  dense layers' tiled products, the optimizer steps;
+- ``dense_*``: the dense layers' tiled products, built per instruction set
+  too;
+- ``pool``, ``batchnorm``, ``optim``: pooling, batch norm, the optimizer
+  steps;
 - ``runtime``: OpenMP threads, the CPU's instruction sets, the activation
   codes for Python.
 
@@ -49,7 +51,7 @@ ISAS = ("generic", "avx2", "avx512")
 # faster (benchmarks/PERFORMANCE.md).
 OPT_IN = ()
 # The modules built once per instruction set (setup.py's ISA_EXTENSIONS).
-ISA_MODULES = ("conv_im2col", "conv_winograd")
+ISA_MODULES = ("conv_im2col", "conv_winograd", "dense")
 _state = {"isa": None, "modules": {}}
 
 

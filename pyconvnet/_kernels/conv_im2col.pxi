@@ -67,7 +67,11 @@ compiled to scalar code with a branch per element.
 
 The matrix products go through scipy's BLAS (``_blas.gemm``), called from the
 OpenMP threads without the GIL; the Python side keeps BLAS single-threaded
-while these kernels run (see ``pyconvnet._threads``).
+while these kernels run (see ``pyconvnet._threads``). In float32 the AVX-512
+build runs the forward product and the input gradient's on ``sgemm.h``'s
+kernels instead (``products.pxd``: OpenBLAS runs AVX2 kernels on AMD's
+AVX-512 CPUs); the weight gradient's product, whose output is small and
+whose inner size is long, stays with BLAS.
 
 Nothing here validates: ``pyconvnet.ops`` checks every shape first.
 """
@@ -78,6 +82,7 @@ from libc.string cimport memset
 import numpy as np
 
 from pyconvnet._kernels.blas cimport gemm
+from pyconvnet._kernels.products cimport _product
 from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
                                         _max_pool_plane, _n_threads,
                                         _reduce_chunks, _sum, _transpose,
@@ -262,8 +267,7 @@ def conv2d_forward(
                 cols = &cols_cache[n, 0] if cache else base
                 _im2col(xn, cols, base + off_pad, &g)
                 xn = cols
-            gemm(False, False, F, P, K, <floating> 1, w, K, xn, P,
-                 <floating> 0, yn, P)
+            _product(False, F, P, K, w, K, xn, P, False, yn, P)
             if has_bias or activation != PCN_IDENTITY:
                 for f in range(F):
                     _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
@@ -390,11 +394,10 @@ def conv2d_backward(
                 if want_dx:
                     if direct:
                         # dx[n] viewed as (C, H*W) is dcols itself.
-                        gemm(True, False, K, P, F, <floating> 1, w, K, dyn, P,
-                             <floating> 0, &dx[n, 0, 0, 0], P)
+                        _product(True, K, P, F, w, K, dyn, P, False,
+                                 &dx[n, 0, 0, 0], P)
                     else:
-                        gemm(True, False, K, P, F, <floating> 1, w, K, dyn, P,
-                             <floating> 0, dcols, P)
+                        _product(True, K, P, F, w, K, dyn, P, False, dcols, P)
                         _col2im(dcols, &dx[n, 0, 0, 0], base + off_pad, &g)
 
     # Fixed-order reduction of the chunks (see ``_reduce_chunks``), then

@@ -62,6 +62,7 @@ from libc.string cimport memset
 import numpy as np
 
 from pyconvnet._kernels.blas cimport gemm
+from pyconvnet._kernels.products cimport _own, _product
 from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
                                         _max_pool_plane, _n_threads,
                                         _reduce_chunks, _sum, _unpool_act)
@@ -131,34 +132,6 @@ cdef extern from "winograd.h":
     void pcn_wino4_grad_input_d(const double* dV, double* dxp, int C, int Hp,
                                 int Wp, int TH, int TW, ptrdiff_t ldv,
                                 ptrdiff_t xs, ptrdiff_t t0) noexcept nogil
-
-
-cdef extern from "sgemm.h":
-    enum:
-        PCN_OWN_SGEMM
-    void pcn_sgemm(int m, int n, int k, const float* a, ptrdiff_t rsa,
-                   ptrdiff_t csa, const float* b, ptrdiff_t ldb, float* c,
-                   ptrdiff_t ldc, int accumulate) noexcept nogil
-
-
-cdef inline bint _own(floating x) noexcept nogil:
-    """Whether the products run on sgemm.h's kernels (float32 in a build
-    for AVX-512) rather than BLAS."""
-    return floating is float and PCN_OWN_SGEMM
-
-
-cdef inline void _product(bint trans_a, Py_ssize_t m, Py_ssize_t n,
-                          Py_ssize_t k, const floating* a, Py_ssize_t lda,
-                          const floating* b, Py_ssize_t ldb, bint accumulate,
-                          floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C (m, n) = op(A) (m, k) @ B (k, n), plus C when ``accumulate``."""
-    if _own(<floating> 0):
-        pcn_sgemm(m, n, k, <const float*> a, 1 if trans_a else lda,
-                  lda if trans_a else 1, <const float*> b, ldb, <float*> c,
-                  ldc, accumulate)
-    else:
-        gemm(trans_a, False, m, n, k, <floating> 1, a, lda, b, ldb,
-             <floating> (1 if accumulate else 0), c, ldc)
 
 
 # At most this many chunks of groups share the weight-gradient reduction

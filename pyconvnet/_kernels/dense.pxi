@@ -1,4 +1,5 @@
-# cython: language_level=3
+# The body of dense_generic, dense_avx2 and dense_avx512: one source compiled
+# once per instruction set (setup.py's ISA_FLAGS).
 """Matrix products of the fully connected layers, spread over threads.
 
 The estimator holds BLAS to one thread while it trains (the convolution
@@ -13,7 +14,10 @@ whatever ``n_threads`` is, so results are bit-identical for any thread count.
 
 ``a`` and ``b`` are C-contiguous arrays used as they are or transposed
 (``trans_a``, ``trans_b``): ``x.T`` and ``w.T`` are passed to BLAS as a flag,
-never copied.
+never copied. In float32 the AVX-512 build computes the tiles with
+``sgemm.h``'s kernels (``products.pxd``) where ``b`` is not transposed (the
+forward pass and the weight gradient); the input gradient's ``dy @ w.T``
+stays with BLAS.
 
 Nothing here validates: ``pyconvnet.ops`` checks shapes and layouts first.
 """
@@ -21,6 +25,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from pyconvnet._kernels.blas cimport gemm
+from pyconvnet._kernels.products cimport _product
 from pyconvnet._kernels.common cimport _n_threads
 
 # Output tiles: TILE_N columns keep BLAS's inner kernel on full-width panels;
@@ -56,8 +61,13 @@ def matmul(const floating[:, ::1] a, bint trans_a,
         j = (t % tiles_n) * TILE_N
         # Where row i of op(a) and column j of op(b) start in memory depends
         # on whether the stored matrix is transposed.
-        gemm(trans_a, trans_b, <int> min(<Py_ssize_t> TILE_M, M - i),
-             <int> min(<Py_ssize_t> TILE_N, N - j), <int> K, <floating> 1,
-             &a[0, i] if trans_a else &a[i, 0], lda,
-             &b[j, 0] if trans_b else &b[0, j], ldb,
-             <floating> 0, &out[i, j], <int> N)
+        if trans_b:
+            gemm(trans_a, trans_b, <int> min(<Py_ssize_t> TILE_M, M - i),
+                 <int> min(<Py_ssize_t> TILE_N, N - j), <int> K, <floating> 1,
+                 &a[0, i] if trans_a else &a[i, 0], lda, &b[j, 0], ldb,
+                 <floating> 0, &out[i, j], <int> N)
+        else:
+            _product(trans_a, min(<Py_ssize_t> TILE_M, M - i),
+                     min(<Py_ssize_t> TILE_N, N - j), K,
+                     &a[0, i] if trans_a else &a[i, 0], lda, &b[0, j], ldb,
+                     False, &out[i, j], N)

@@ -1,0 +1,2 @@
+# The dense products compiled for the generic instruction set (see dense.pxi).
+include "dense.pxi"
