@@ -208,15 +208,18 @@ class Conv2D(Layer):
                 tuple(self.padding))
         return geometry
 
-    def _implementation(self, dtype):
-        """The registered implementation that runs this layer in ``dtype``:
-        chosen once per dtype, request (``implementation``, or
+    def _implementation(self, dtype, batch):
+        """The registered implementation that runs this layer in ``dtype``
+        on ``batch`` samples: chosen once per dtype, batch size (up to
+        ``registry.AUTO_BATCH``), request (``implementation``, or
         ``PYCONVNET_CONV``) and instruction set, and kept (not pickled)."""
-        key = (dtype, ops.registry.requested(self.implementation),
+        key = (dtype, min(batch, ops.registry.AUTO_BATCH),
+               ops.registry.requested(self.implementation),
                ops.registry.current_isa())
         chosen = self.__dict__.setdefault("_chosen", {})
         if key not in chosen:
-            chosen[key] = ops._conv_implementation(key[1], self.geometry, dtype)
+            chosen[key] = ops._conv_implementation(key[2], self.geometry, dtype,
+                                                   key[1])
         return chosen[key]
 
     def fuses_with(self, next_layer):
@@ -282,7 +285,8 @@ class Conv2D(Layer):
             self.n_threads, activation, out=out,
             pool=None if pool is None else pool.size, argmax=argmax,
             buffer=self._lend if training else None,
-            implementation=self._implementation(x.dtype), geometry=self.geometry)
+            implementation=self._implementation(x.dtype, x.shape[0]),
+            geometry=self.geometry)
         # After a pooled pass, y and argmax are the pooled output and its
         # argmax, all that the backward pass needs.
         self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
@@ -300,7 +304,8 @@ class Conv2D(Layer):
             self.padding, self.input_grad, self.n_threads, self.activation,
             self._y, saved=self._saved, dx=dx, dweight=self._grads[0],
             dbias=dbias, argmax=self._argmax,
-            implementation=self._implementation(self._x.dtype),
+            implementation=self._implementation(self._x.dtype,
+                                                self._x.shape[0]),
             geometry=self.geometry)
         return dx
 

@@ -98,7 +98,8 @@ class Network:
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("_param_list", "_grad_list", "flat_grads",
-                             "_stage_list", "_inference_stage_list")}
+                             "_stage_list", "_inference_stage_list",
+                             "_batches_checked")}
 
     def __setstate__(self, state):
         state.setdefault("out_activation", "softmax")
@@ -139,9 +140,15 @@ class Network:
         return rows
 
     def check_batch(self, batch_size, training):
-        """``check_batch`` for this network's layers."""
+        """``check_batch`` for this network's layers; a batch size that
+        passed is remembered (not pickled): a prediction of one image at a
+        time checks it once."""
+        passed = self.__dict__.setdefault("_batches_checked", set())
+        if (batch_size, training) in passed:
+            return
         check_batch(self.spec, batch_size, self.dtype.itemsize, training,
                     [layer.describe() for layer in self.layers])
+        passed.add((batch_size, training))
 
     #: whether layers that can run the next layers in their own pass do
     #: (``Layer.folds``, ``Layer.fuses_with``)

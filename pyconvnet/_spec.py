@@ -12,6 +12,7 @@ allocates a network.
 A new layer kind is a spec class here (its fields, output shape and
 parameter shapes) and a layer class in ``_layers`` registered for it.
 """
+import functools
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
@@ -190,9 +191,10 @@ class NetworkSpec:
     def n_params(self):
         return sum(_size(s) for s in self.param_shapes)
 
-    @property
+    @functools.cached_property
     def largest_output(self):
-        """Values in the largest layer output of one sample."""
+        """Values in the largest layer output of one sample (worked out once:
+        the spec never changes)."""
         return max(_size(layer.out_shape) for layer in self.layers)
 
     def to_dict(self):

@@ -423,13 +423,13 @@ def batch_norm_grad(dy, x, gamma, beta, *, eps=1e-5, sample_weight=None,
 # Unvalidated helpers for the layers: arrays are C-contiguous, of one float
 # dtype, and of shapes the public checks above would accept.
 # --------------------------------------------------------------------------
-def _conv_implementation(implementation, geometry, dtype):
-    """The registered implementation that runs ``geometry`` in ``dtype``:
-    ``implementation`` itself when it is one (a layer's cached choice), else
-    the one its name (None: "auto") selects."""
+def _conv_implementation(implementation, geometry, dtype, batch):
+    """The registered implementation that runs ``geometry`` in ``dtype`` on
+    ``batch`` samples: ``implementation`` itself when it is one (a layer's
+    cached choice), else the one its name (None: "auto") selects."""
     if isinstance(implementation, registry.ConvImplementation):
         return implementation
-    return registry.select(implementation, geometry, dtype)
+    return registry.select(implementation, geometry, dtype, batch)
 
 
 def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
@@ -451,7 +451,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     if geometry is None:
         geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
                                                     padding)
-    chosen = _conv_implementation(implementation, geometry, x.dtype)
+    chosen = _conv_implementation(implementation, geometry, x.dtype, x.shape[0])
     shape = (x.shape[0],) + geometry.out_shape
     if pool is not None:
         shape = _geometry.pool_output_shape(shape, pool, pool)
@@ -510,7 +510,7 @@ def _conv_backward(dy, x, weight, stride, padding, input_grad, n_threads,
     if geometry is None:
         geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
                                                     padding)
-    chosen = _conv_implementation(implementation, geometry, x.dtype)
+    chosen = _conv_implementation(implementation, geometry, x.dtype, x.shape[0])
     chosen.backward(dy, x, weight, geometry, activation, n_threads, y, saved,
                     dx, dweight, dbias, argmax)
     return dx, dweight, dbias

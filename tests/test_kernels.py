@@ -169,15 +169,19 @@ def _geometry(x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
     ((64, 8, 14, 14), (64, 8, 5, 5), 1, np.float32, "im2col"),
     ((64, 32, 14, 14), (64, 32, 11, 11), 1, np.float32, "im2col"),
     ((64, 32, 14, 14), (64, 32, 5, 5), 1, np.float64, "im2col"),
+    ((16, 32, 14, 14), (64, 32, 5, 5), 1, np.float32, "im2col"),
+    ((4, 32, 14, 14), (64, 32, 3, 3), 1, np.float32, "winograd4"),
     ((64, 32, 14, 14), (64, 32, 3, 3), 1, np.float64, "winograd2"),
     ((64, 8, 14, 14), (64, 8, 3, 3), 1, np.float64, "im2col"),
 ])
 def test_auto_follows_the_measured_table(x_shape, w_shape, stride, dtype,
                                          expected):
     geometry = _geometry(x_shape, w_shape, (stride, stride))
-    assert registry.select("auto", geometry, dtype).name == expected
+    assert registry.select("auto", geometry, dtype, x_shape[0]).name == expected
     # And it is a choice, not a timing: the same every time.
-    assert registry.select(None, geometry, dtype).name == expected
+    assert registry.select(None, geometry, dtype, x_shape[0]).name == expected
+    # One image goes to im2col (the transforms cost more than they save).
+    assert registry.select(None, geometry, dtype, 1).name == "im2col"
 
 
 def _implementation_cases(geometries, dtypes=(np.float32, np.float64)):

@@ -17,9 +17,9 @@ implementation keeps each sample's unfolding there). ``backward`` fills
 ``dweight`` and ``dbias`` and, unless it is None, ``dx``. Arrays are
 C-contiguous and of one float dtype; shapes were checked by the caller.
 
-``select(name, geometry, dtype)`` picks one: ``"auto"`` the first registered
-one (in order of preference) that supports the layer and whose ``auto``
-rule chooses it there, never a reference; another name that
+``select(name, geometry, dtype, batch)`` picks one: ``"auto"`` the first
+registered one (in order of preference) that supports the layer and whose
+``auto`` rule chooses it for that batch size, never a reference; another name that
 implementation, or a ValueError saying why it cannot run the layer. The
 ``auto`` rules are a table measured once and written down (below, with the
 figures in ``benchmarks/PERFORMANCE.md``), never a timing at run time: the
@@ -52,9 +52,9 @@ class ConvImplementation:
     #: a reference: runnable by name, never chosen by "auto"
     reference: bool = False
     description: str = ""
-    #: (geometry, dtype) -> bool: whether "auto" picks it for a layer it
-    #: supports (the measured table)
-    auto: object = field(default=lambda geometry, dtype: True)
+    #: (geometry, dtype, batch size) -> bool: whether "auto" picks it for a
+    #: layer it supports (the measured table)
+    auto: object = field(default=lambda geometry, dtype, batch: True)
 
     def supports(self, geometry, dtype):
         """Why this implementation cannot run the layer, or None if it can."""
@@ -103,14 +103,21 @@ def requested(name=None):
     return name
 
 
-def select(name, geometry, dtype):
-    """The implementation that runs a layer of ``geometry`` in ``dtype``."""
+# "auto" tells batch sizes apart up to this one (the largest threshold of
+# its table): a layer keeps one choice per (dtype, min(batch, AUTO_BATCH)).
+AUTO_BATCH = 32
+
+
+def select(name, geometry, dtype, batch=AUTO_BATCH):
+    """The implementation that runs a layer of ``geometry`` in ``dtype`` on
+    a batch of ``batch`` samples."""
     name = requested(name)
     if name == "auto":
         for implementation in _REGISTRY.values():
             if (not implementation.reference
                     and implementation.supports(geometry, dtype) is None
-                    and implementation.auto(geometry, np.dtype(dtype))):
+                    and implementation.auto(geometry, np.dtype(dtype),
+                                            min(batch, AUTO_BATCH))):
                 return implementation
         raise ValueError(f"no convolution implementation supports {geometry} "
                          f"in {np.dtype(dtype).name}")
@@ -179,24 +186,27 @@ def _winograd_geometry(geometry):
 # output (7x7 and larger: at most 31% of its outputs wasted at the edge); on
 # smaller maps F(2x2) does, for 3x3 kernels. A larger kernel (cut into 3x3
 # pieces) wins from 16 channels on 7x7 maps and larger (5x5, 32->64 on
-# 14x14: 1.9x im2col), with F(4x4) only. In float64, F(2x2) for 3x3 kernels
+# 14x14: 1.9x im2col), with F(4x4) only. Small batches go to im2col: the
+# weights' transform and the products' few rows cost more than the
+# multiplies saved (one image, 5x5 32->64 on 14x14: 165 us im2col, 440 us
+# F(4x4); batches of 16 still favour im2col for 5x5, of 4 tie for 3x3). In float64, F(2x2) for 3x3 kernels
 # from 16 channels: F(4x4) was no faster there, and float64 is asked for
 # for its accuracy.
 WINOGRAD_LANES = 8
 
 
-def _auto_winograd4(geometry, dtype):
+def _auto_winograd4(geometry, dtype, batch):
     channels, (oh, ow) = geometry.in_shape[0], geometry.out_shape[1:]
     if dtype != np.float32 or min(oh, ow) < 7:
         return False
     if tuple(geometry.kernel) == (3, 3):
-        return channels >= WINOGRAD_LANES
-    return channels >= 2 * WINOGRAD_LANES
+        return channels >= WINOGRAD_LANES and batch >= 4
+    return channels >= 2 * WINOGRAD_LANES and batch >= AUTO_BATCH
 
 
-def _auto_winograd2(geometry, dtype):
+def _auto_winograd2(geometry, dtype, batch):
     channels = geometry.in_shape[0]
-    return (tuple(geometry.kernel) == (3, 3)
+    return (tuple(geometry.kernel) == (3, 3) and batch >= 4
             and channels >= (WINOGRAD_LANES if dtype == np.float32 else 16))
 
 
