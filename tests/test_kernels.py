@@ -170,6 +170,8 @@ def _geometry(x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
     ((64, 32, 14, 14), (64, 32, 11, 11), 1, np.float32, "im2col"),
     ((64, 32, 14, 14), (64, 32, 5, 5), 1, np.float64, "im2col"),
     ((16, 32, 14, 14), (64, 32, 5, 5), 1, np.float32, "im2col"),
+    ((64, 20, 12, 12), (40, 20, 5, 5), 1, np.float32,   # 20 of 32 or of 24 lanes
+     "im2col" if kernels.current_isa() == "avx512" else "winograd4"),
     ((4, 32, 14, 14), (64, 32, 3, 3), 1, np.float32, "winograd4"),
     ((64, 32, 14, 14), (64, 32, 3, 3), 1, np.float64, "winograd2"),
     ((64, 8, 14, 14), (64, 8, 3, 3), 1, np.float64, "im2col"),

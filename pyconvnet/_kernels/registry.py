@@ -178,36 +178,44 @@ def _winograd_geometry(geometry):
 
 
 # The table "auto" follows (benchmarks/PERFORMANCE.md, "Winograd": layers
-# timed forward + backward under each implementation, batch 10 and 64, 2
+# timed forward + backward under each implementation, batch 1 to 64, 2
 # threads, the AVX2 and AVX-512 builds). The transforms work on
-# WINOGRAD_LANES channels at a time: with fewer input channels (a first
-# layer on grey or RGB images) they cost more than the multiplies they save,
-# and im2col wins 2-5x. In float32 F(4x4) wins wherever its tiles fit the
-# output (7x7 and larger: at most 31% of its outputs wasted at the edge); on
-# smaller maps F(2x2) does, for 3x3 kernels. A larger kernel (cut into 3x3
-# pieces) wins from 16 channels on 7x7 maps and larger (5x5, 32->64 on
-# 14x14: 1.9x im2col), with F(4x4) only. Small batches go to im2col: the
-# weights' transform and the products' few rows cost more than the
-# multiplies saved (one image, 5x5 32->64 on 14x14: 165 us im2col, 440 us
-# F(4x4); batches of 16 still favour im2col for 5x5, of 4 tie for 3x3). In float64, F(2x2) for 3x3 kernels
-# from 16 channels: F(4x4) was no faster there, and float64 is asked for
-# for its accuracy.
-WINOGRAD_LANES = 8
+# winograd_lanes() channels at a time (16 in the AVX-512 build, 8
+# otherwise): with fewer input channels (a first layer on grey or RGB
+# images) they cost more than the multiplies they save, and im2col wins
+# 2-5x. In float32 F(4x4) wins wherever its tiles fit the output (7x7 and
+# larger: at most 31% of its outputs wasted at the edge); on smaller maps
+# F(2x2) does, for 3x3 kernels. A larger kernel (cut into 3x3 pieces) wins
+# from 16 channels on 7x7 maps and larger (5x5, 32->64 on 14x14: 1.4x
+# im2col), with F(4x4), when the channels fill at least 3/4 of the lanes
+# they take (20 channels in lanes of 16 take 32: Nielsen's second layer ran
+# 15% slower than im2col). Small batches go to im2col: the weights'
+# transform and the products' few rows cost more than the multiplies saved
+# (one image, 5x5 32->64 on 14x14: 165 us im2col, 440 us F(4x4); batches
+# of 16 still favour im2col for 5x5, of 4 tie for 3x3). In float64, F(2x2)
+# for 3x3 kernels from 16 channels: F(4x4) was no faster there, and
+# float64 is asked for for its accuracy.
+def winograd_lanes():
+    """Channels the Winograd transforms take at a time in the build that
+    runs."""
+    return 16 if current_isa() == "avx512" else 8
 
 
 def _auto_winograd4(geometry, dtype, batch):
     channels, (oh, ow) = geometry.in_shape[0], geometry.out_shape[1:]
+    lanes = winograd_lanes()
     if dtype != np.float32 or min(oh, ow) < 7:
         return False
     if tuple(geometry.kernel) == (3, 3):
-        return channels >= WINOGRAD_LANES and batch >= 4
-    return channels >= 2 * WINOGRAD_LANES and batch >= AUTO_BATCH
+        return channels >= 8 and batch >= 4
+    fill = channels / (-(-channels // lanes) * lanes)
+    return channels >= 16 and fill >= 0.75 and batch >= AUTO_BATCH
 
 
 def _auto_winograd2(geometry, dtype, batch):
     channels = geometry.in_shape[0]
     return (tuple(geometry.kernel) == (3, 3) and batch >= 4
-            and channels >= (WINOGRAD_LANES if dtype == np.float32 else 16))
+            and channels >= (8 if dtype == np.float32 else 16))
 
 
 def _winograd(m):

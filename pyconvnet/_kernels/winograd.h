@@ -36,9 +36,13 @@
 #define PYCONVNET_WINOGRAD_H
 #include "common.h"
 
-/* Channels (or filters) transformed together: a vector of floats under
-   AVX2. */
+/* Channels (or filters) transformed together: a vector of floats (16
+   under AVX-512, 8 under AVX2). */
+#if defined(__AVX512F__)
+#define PCN_WL 16
+#else
 #define PCN_WL 8
+#endif
 /* Values between the xi-blocks of a transformed array beyond the block:
    one 64-byte line of floats. */
 #define PCN_WSKEW 16
