@@ -369,19 +369,35 @@ class BatchNorm2D(Layer):
         return ((weight * scale[:, None, None, None]).astype(weight.dtype),
                 shift.astype(weight.dtype))
 
-    def forward(self, x, training, sample_weight=None):
+    def fuses_with(self, next_layer):
+        # Max pooling (windows that never overlap) runs in the training
+        # pass, as after a convolution: bit-identical to the layers in turn.
+        return next_layer.kind == "pool" and next_layer.pool_kind == "max"
+
+    def forward(self, x, training, sample_weight=None, pool=None):
         """``sample_weight`` (training): the batch's weights, so that a
-        weight of 2 counts a sample twice in the statistics too."""
+        weight of 2 counts a sample twice in the statistics too. With
+        ``pool``, the max-pooling layer that follows, that layer's output
+        instead (in training computed in the same pass)."""
         gamma, beta, running_mean, running_var = self._params
-        out = self._buffer("y", x.shape, x.dtype, training)
         if not training:
             scale, shift = self._scale_shift()
-            return ops._bn_forward_scale(x, scale.astype(x.dtype),
-                                         shift.astype(x.dtype), self.n_threads,
-                                         self.activation, out=out)
+            y = ops._bn_forward_scale(x, scale.astype(x.dtype),
+                                      shift.astype(x.dtype), self.n_threads,
+                                      self.activation,
+                                      out=self._buffer("y", x.shape, x.dtype, False))
+            return y if pool is None else pool.forward(y, False)
+        argmax = None
+        if pool is None:
+            out = self._buffer("y", x.shape, x.dtype, True)
+        else:
+            shape = (x.shape[0],) + pool.out_shape
+            out = self._buffer("pooled", shape, x.dtype, True)
+            argmax = self._buffer("argmax", shape, np.intc, True)
         y, mean, var, invstd = ops._bn_forward_train(
             x, gamma, beta, self.EPS, self.n_threads, self.activation, out=out,
-            weights=sample_weight)
+            weights=sample_weight, pool=None if pool is None else pool.size,
+            argmax=argmax)
         # The running variance is unbiased (over the weighted count).
         m = (x.size // x.shape[0] // x.shape[1]) * (
             x.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
@@ -391,17 +407,17 @@ class BatchNorm2D(Layer):
         running_mean += (self.MOMENTUM * mean).astype(x.dtype)
         running_var *= 1 - self.MOMENTUM
         running_var += (self.MOMENTUM * var).astype(x.dtype)
-        self._saved = (x, y, mean, invstd, sample_weight)
+        self._saved = (x, y, mean, invstd, sample_weight, argmax)
         return y
 
     def backward(self, dy):
-        x, y, mean, invstd, sample_weight = self._saved
+        x, y, mean, invstd, sample_weight, argmax = self._saved
         dx = self._buffer("dx", x.shape, x.dtype, True)
         dx, _, _ = ops._bn_backward(np.ascontiguousarray(dy), x, y,
                                     self._params[0], mean, invstd,
                                     self.n_threads, self.activation, dx=dx,
                                     dgamma=self._grads[0], dbeta=self._grads[1],
-                                    weights=sample_weight)
+                                    weights=sample_weight, argmax=argmax)
         return dx
 
 

@@ -165,8 +165,9 @@ class Network:
         """The layers as they run, as (layer, the max pooling it runs in its
         own pass or None, the batch norm it folds in or None).
 
-        In training a convolution runs the max pooling after it
-        (``fuses_with``); results are bit-identical to the layers in turn.
+        In training a convolution or a batch norm runs the max pooling
+        after it (``fuses_with``); results are bit-identical to the layers
+        in turn.
         At prediction a convolution also folds the batch norm after it
         into its weights and bias (``folds``: the running statistics are
         constants then), and with it the activation and the max pooling
@@ -197,14 +198,15 @@ class Network:
 
     def forward(self, x, training=False, sample_weight=None):
         for layer, pool, fold in self._stages(training):
+            fused = {}
+            if pool is not None:
+                fused["pool"] = pool
             if fold is not None:
-                x = layer.forward(x, training, pool=pool, fold=fold)
-            elif pool is not None:
-                x = layer.forward(x, training, pool=pool)
-            elif layer.uses_sample_weight:
-                x = layer.forward(x, training, sample_weight)
+                fused["fold"] = fold
+            if layer.uses_sample_weight:
+                x = layer.forward(x, training, sample_weight, **fused)
             else:
-                x = layer.forward(x, training)
+                x = layer.forward(x, training, **fused)
         return x
 
     @property

@@ -565,19 +565,28 @@ def _unit_weights(x, weights):
 
 
 def _bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
-                      weights=None):
+                      weights=None, pool=None, argmax=None):
     """Batch norm with the batch's statistics (weighted by the samples'
     ``weights``, float64 (N,) summing to > 0; None is unit weights), then
     ``activation``; returns (y, mean, var, invstd), the statistics as
-    float64 (C,) arrays."""
+    float64 (C,) arrays. With ``pool``, a window (h, w), y is the max
+    pooling of that output at a stride of the window, computed in the same
+    pass, and ``argmax`` (given, or made) each window's index in its
+    plane."""
+    n, c, h, w = x.shape
+    extra = ()
+    if pool is not None:
+        shape = _geometry.pool_output_shape(x.shape, pool, pool)
+        if argmax is None:
+            argmax = np.empty(shape, dtype=np.intc)
+        extra = (_planes(argmax), h, w, pool[0], pool[1])
     if out is None:
-        out = np.empty_like(x)
-    c = x.shape[1]
+        out = np.empty(x.shape if pool is None else argmax.shape, dtype=x.dtype)
     mean, var, invstd = np.zeros(c), np.zeros(c), np.zeros(c)
     _batchnorm.forward_train(_planes(x), _unit_weights(x, weights), gamma, beta,
                              _planes(out), mean, var,
                              invstd, float(eps), ACTIVATIONS[activation],
-                             n_threads)
+                             n_threads, *extra)
     return out, mean, var, invstd
 
 
@@ -591,9 +600,11 @@ def _bn_forward_scale(x, scale, shift, n_threads, activation=None, out=None):
 
 
 def _bn_backward(dy, x, y, gamma, mean, invstd, n_threads, activation=None,
-                 dx=None, dgamma=None, dbeta=None, weights=None):
+                 dx=None, dgamma=None, dbeta=None, weights=None, argmax=None):
     """Gradients of :func:`_bn_forward_train`; ``y`` is its output and
-    ``weights`` the sample weights it was given."""
+    ``weights`` the sample weights it was given; after a pooled forward
+    pass, ``dy`` and ``y`` are the pooled gradient and output and
+    ``argmax`` the forward pass's."""
     if dx is None:
         dx = np.empty_like(x)
     if dgamma is None:
@@ -603,5 +614,5 @@ def _bn_backward(dy, x, y, gamma, mean, invstd, n_threads, activation=None,
     _batchnorm.backward(_planes(dy), _planes(x), _unit_weights(x, weights),
                         _planes(y), gamma, mean, invstd,
                         _planes(dx), dgamma, dbeta, ACTIVATIONS[activation],
-                        n_threads)
+                        n_threads, None if argmax is None else _planes(argmax))
     return dx, dgamma, dbeta

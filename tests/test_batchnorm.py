@@ -359,3 +359,41 @@ def test_prediction_folds_batch_norm_into_the_convolution(digits, pooling, dtype
     np.testing.assert_allclose(folded, plain, rtol=tol, atol=tol * np.abs(plain).max())
     # Training still runs batch norm as a layer of its own.
     assert all(fold is None for _, _, fold in net._stages(training=True))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("pool_size", [2, (3, 2)])
+def test_batch_norm_runs_max_pooling_in_its_pass_bit_identically(
+        digits, dtype, activation, pool_size):
+    """In training, batch norm runs the max pooling after it in its own
+    pass (only the pooled output and its argmax are written; the backward
+    pass rebuilds the gradient before pooling in scratch): the loss, every
+    gradient and the input gradient are those of the layers in turn, bit
+    for bit, with sample weights and ties in the windows."""
+    X, y = digits
+    model = _fit(X[:100], y[:100], max_iter=1, dtype=dtype,
+                 activation=activation, pool_size=pool_size)
+    net = model.network_
+    stages = net._stages(training=True)
+    assert sum(layer.kind == "batchnorm" and pool is not None
+               for layer, pool, _ in stages) == 2
+    net.layers[0].input_grad = True
+    images = model.as_images(X[100:140]).astype(dtype)
+    images[:, :, ::2, ::3] = 0.25           # ties inside pooling windows
+    labels = np.searchsorted(model.classes_, y[100:140])
+    weights = np.random.RandomState(0).uniform(0.5, 2.0, 40)
+    results = []
+    for fused in (True, False):
+        net.set_fusion(fused)
+        before = net.flat_params.copy()
+        cost = net.train_step_grads(images, labels, weights, 0.01)
+        results.append((cost, net.flat_grads.copy(),
+                        net.layers[0]._buffers["dx"].copy()))
+        net.flat_params[...] = before       # the running statistics moved
+    net.set_fusion(True)
+    (c1, g1, d1), (c2, g2, d2) = results
+    assert c1 == c2
+    np.testing.assert_array_equal(g1, g2)
+    np.testing.assert_array_equal(d1, d2)
+    assert np.any(g1 != 0)
