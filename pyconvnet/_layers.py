@@ -260,12 +260,14 @@ class Conv2D(Layer):
     def bias(self):
         return self._params[1] if self.has_bias else None
 
-    def forward(self, x, training, pool=None, fold=None):
+    def forward(self, x, training, pool=None, fold=None, stats=None):
         """The activated output; with ``pool``, the max-pooling layer that
         follows (non-overlapping windows), that layer's output instead,
         computed in the same pass (the network runs the two this way). With
         ``fold`` (prediction only), the batch norm that follows, folded into
-        the weights and bias, and its activation."""
+        the weights and bias, and its activation. ``stats`` (training, before
+        a batch norm): a float64 (N, F, 2) array that receives each output
+        plane's sum and squared deviations, taken in the same pass."""
         weight, bias, activation = self.weight, self.bias, self.activation
         if fold is not None:
             weight, bias = fold.folded(weight)
@@ -286,7 +288,7 @@ class Conv2D(Layer):
             pool=None if pool is None else pool.size, argmax=argmax,
             buffer=self._lend if training else None,
             implementation=self._implementation(x.dtype, x.shape[0]),
-            geometry=self.geometry)
+            geometry=self.geometry, stats=stats)
         # After a pooled pass, y and argmax are the pooled output and its
         # argmax, all that the backward pass needs.
         self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
@@ -374,11 +376,13 @@ class BatchNorm2D(Layer):
         # pass, as after a convolution: bit-identical to the layers in turn.
         return next_layer.kind == "pool" and next_layer.pool_kind == "max"
 
-    def forward(self, x, training, sample_weight=None, pool=None):
+    def forward(self, x, training, sample_weight=None, pool=None, stats=None):
         """``sample_weight`` (training): the batch's weights, so that a
         weight of 2 counts a sample twice in the statistics too. With
         ``pool``, the max-pooling layer that follows, that layer's output
-        instead (in training computed in the same pass)."""
+        instead (in training computed in the same pass). ``stats``
+        (training): each plane's sum and squared deviations, taken by the
+        convolution before (then x is read once, not three times)."""
         gamma, beta, running_mean, running_var = self._params
         if not training:
             scale, shift = self._scale_shift()
@@ -397,7 +401,7 @@ class BatchNorm2D(Layer):
         y, mean, var, invstd = ops._bn_forward_train(
             x, gamma, beta, self.EPS, self.n_threads, self.activation, out=out,
             weights=sample_weight, pool=None if pool is None else pool.size,
-            argmax=argmax)
+            argmax=argmax, stats=stats)
         # The running variance is unbiased (over the weighted count).
         m = (x.size // x.shape[0] // x.shape[1]) * (
             x.shape[0] if sample_weight is None else float(np.sum(sample_weight)))

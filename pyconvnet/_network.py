@@ -154,6 +154,11 @@ class Network:
     #: (``Layer.folds``, ``Layer.fuses_with``)
     fuse = True
 
+    #: in training, whether a convolution followed by batch norm takes the
+    #: batch norm's sums in its own pass (the statistics then differ from
+    #: the batch norm's own two passes in rounding only)
+    conv_bn_stats = True
+
     def set_fusion(self, fuse):
         """Run fusable neighbours in one pass (True) or every layer on its
         own (False, for tests and benchmarks)."""
@@ -197,12 +202,23 @@ class Network:
         return stages
 
     def forward(self, x, training=False, sample_weight=None):
-        for layer, pool, fold in self._stages(training):
+        stages = self._stages(training)
+        stats = None
+        for k, (layer, pool, fold) in enumerate(stages):
             fused = {}
             if pool is not None:
                 fused["pool"] = pool
             if fold is not None:
                 fused["fold"] = fold
+            if stats is not None:
+                # The batch norm after a convolution: its statistics' sums
+                # were taken in the convolution's pass.
+                fused["stats"], stats = stats, None
+            elif (training and self.fuse and self.conv_bn_stats
+                    and k + 1 < len(stages) and layer.folds(stages[k + 1][0])):
+                stats = fused["stats"] = layer._buffer(
+                    "stats", (x.shape[0], layer.out_shape[0], 2), np.float64,
+                    True)
             if layer.uses_sample_weight:
                 x = layer.forward(x, training, sample_weight, **fused)
             else:

@@ -434,7 +434,7 @@ def _conv_implementation(implementation, geometry, dtype, batch):
 
 def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
                   out=None, pool=None, argmax=None, buffer=None,
-                  implementation=None, geometry=None):
+                  implementation=None, geometry=None, stats=None):
     """Convolution, then bias and ``activation`` (None, "relu", "sigmoid" or
     "tanh") fused into the same pass, by the registered ``implementation``
     (None: ``"auto"``, see ``_kernels.registry``). Returns ``(y, argmax,
@@ -447,7 +447,10 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     the window in the same pass: ``y`` is then the pooled output and
     ``argmax`` the index in its plane of each window's maximum (the full
     output is not kept); ``out`` and ``argmax`` may be given. ``geometry``,
-    when given, is the one of these arrays (a layer's, worked out once)."""
+    when given, is the one of these arrays (a layer's, worked out once).
+    ``stats``, a float64 (N, F, 2) array, receives each output plane's sum
+    and sum of squared deviations from its own mean (for a batch norm that
+    follows: see ``_bn_forward_train``)."""
     if geometry is None:
         geometry = _geometry.ConvGeometry.of_arrays(x.shape, weight.shape, stride,
                                                     padding)
@@ -462,7 +465,7 @@ def _conv_forward(x, weight, bias, stride, padding, n_threads, activation=None,
     if x.shape[0] == 0:
         return out, argmax, None
     saved = chosen.forward(x, weight, bias, geometry, activation, n_threads, out,
-                           pool, argmax, buffer)
+                           pool, argmax, buffer, stats)
     return out, argmax, saved
 
 
@@ -565,14 +568,17 @@ def _unit_weights(x, weights):
 
 
 def _bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
-                      weights=None, pool=None, argmax=None):
+                      weights=None, pool=None, argmax=None, stats=None):
     """Batch norm with the batch's statistics (weighted by the samples'
     ``weights``, float64 (N,) summing to > 0; None is unit weights), then
     ``activation``; returns (y, mean, var, invstd), the statistics as
     float64 (C,) arrays. With ``pool``, a window (h, w), y is the max
     pooling of that output at a stride of the window, computed in the same
     pass, and ``argmax`` (given, or made) each window's index in its
-    plane."""
+    plane. ``stats`` (N, C, 2): each plane's sum and sum of squared
+    deviations from its own mean, taken by the convolution that made x; the
+    statistics then come from them (combined in float64 by Chan et al.'s
+    pairwise update), and x is read once instead of three times."""
     n, c, h, w = x.shape
     extra = ()
     if pool is not None:
@@ -586,7 +592,7 @@ def _bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
     _batchnorm.forward_train(_planes(x), _unit_weights(x, weights), gamma, beta,
                              _planes(out), mean, var,
                              invstd, float(eps), ACTIVATIONS[activation],
-                             n_threads, *extra)
+                             n_threads, *extra, stats=stats)
     return out, mean, var, invstd
 
 

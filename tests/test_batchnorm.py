@@ -379,6 +379,7 @@ def test_batch_norm_runs_max_pooling_in_its_pass_bit_identically(
     assert sum(layer.kind == "batchnorm" and pool is not None
                for layer, pool, _ in stages) == 2
     net.layers[0].input_grad = True
+    net.conv_bn_stats = False               # the batch norm's own sums, both ways
     images = model.as_images(X[100:140]).astype(dtype)
     images[:, :, ::2, ::3] = 0.25           # ties inside pooling windows
     labels = np.searchsorted(model.classes_, y[100:140])
@@ -397,3 +398,35 @@ def test_batch_norm_runs_max_pooling_in_its_pass_bit_identically(
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_array_equal(d1, d2)
     assert np.any(g1 != 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_statistics_taken_in_the_convolution_pass_match_the_two_pass_ones(
+        digits, dtype):
+    """In training a convolution followed by batch norm takes the planes'
+    sums and squared deviations in its own pass and batch norm combines them
+    (Chan et al.): the same statistics, loss and gradients as batch norm's
+    own two passes, to rounding, with sample weights and a large mean."""
+    X, y = digits
+    model = _fit(X[:100], y[:100], max_iter=1, dtype=dtype)
+    net = model.network_
+    images = model.as_images(X[100:140]).astype(dtype) + 50   # a large mean
+    labels = np.searchsorted(model.classes_, y[100:140])
+    weights = np.random.RandomState(0).uniform(0.0, 2.0, 40)
+    results = []
+    for shared in (True, False):
+        net.conv_bn_stats = shared
+        before = net.flat_params.copy()
+        cost = net.train_step_grads(images, labels, weights, 0.01)
+        bn = [layer for layer in net.layers if layer.kind == "batchnorm"]
+        results.append((cost, net.flat_grads.copy(),
+                        [layer._saved[2].copy() for layer in bn],
+                        [layer._saved[3].copy() for layer in bn]))
+        net.flat_params[...] = before
+    net.conv_bn_stats = True
+    (c1, g1, m1, i1), (c2, g2, m2, i2) = results
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for a, b in zip(m1 + i1, m2 + i2):
+        np.testing.assert_allclose(a, b, rtol=tol)
+    assert c1 == pytest.approx(c2, rel=tol)
+    np.testing.assert_allclose(g1, g2, rtol=0, atol=tol * np.abs(g2).max())

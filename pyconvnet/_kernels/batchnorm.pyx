@@ -66,17 +66,24 @@ def forward_train(const floating[:, :, ::1] x, const double[::1] weights,
                   double[::1] mean, double[::1] var, double[::1] invstd,
                   double eps, int act, int n_threads,
                   int[:, :, ::1] argmax=None, int H=0, int W=0,
-                  int pool_h=0, int pool_w=0):
+                  int pool_h=0, int pool_w=0,
+                  const double[:, :, ::1] stats=None):
     """out = act(gamma * (x - mean) * invstd + beta) per channel, with the
     batch's (weighted) statistics, which are written to ``mean``, ``var``
     (biased) and ``invstd``. x and out: (N, C, P), out may not alias x;
     weights: (N,), summing to more than 0. With ``argmax`` (N, C, PQ), out
     (N, C, PQ) is instead the max pooling of that output over (pool_h,
-    pool_w) windows of the (H, W) planes, and argmax each window's index."""
+    pool_w) windows of the (H, W) planes, and argmax each window's index.
+    With ``stats`` (N, C, 2), each plane's sum and sum of squared deviations
+    from its own mean, the statistics are combined from them (Chan et al.:
+    the channel's squared deviations are the planes' plus P times each
+    plane mean's squared distance to the channel's mean, every term weighted
+    by its sample's weight), without reading x."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], P = x.shape[2]
     cdef Py_ssize_t c, n
     cdef double m, s, inv, M = _count(weights, P)
     cdef bint pool = argmax is not None
+    cdef bint has_stats = stats is not None
     cdef int POH = H // pool_h if pool else 0
     cdef int POW = W // pool_w if pool else 0
     cdef floating* plane
@@ -90,11 +97,16 @@ def forward_train(const floating[:, :, ::1] x, const double[::1] weights,
     for c in prange(C, nogil=True, num_threads=n_used, schedule='dynamic'):
         s = 0
         for n in range(N):
-            s = s + weights[n] * _sum(&x[n, c, 0], P)
+            s = s + weights[n] * (stats[n, c, 0] if has_stats
+                                  else _sum(&x[n, c, 0], P))
         m = s / M
         s = 0
         for n in range(N):
-            s = s + weights[n] * _sqdev(&x[n, c, 0], P, m)
+            if has_stats:
+                s = s + weights[n] * (stats[n, c, 1] + P * (stats[n, c, 0] / P - m)
+                                      * (stats[n, c, 0] / P - m))
+            else:
+                s = s + weights[n] * _sqdev(&x[n, c, 0], P, m)
         inv = 1 / sqrt(s / M + eps)
         mean[c] = m
         var[c] = s / M

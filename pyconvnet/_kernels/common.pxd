@@ -166,6 +166,17 @@ cdef inline void _unpool_act(floating* dz, const floating* g, const floating* y,
         pcn_unpool_act_d(dz, g, y, a, n, act)
 
 
+cdef inline void _plane_stats(const floating* y, Py_ssize_t n,
+                              double* stats) noexcept nogil:
+    """stats[0] = the sum of a plane's n values, stats[1] = the sum of their
+    squared deviations from the plane's own mean: what batch norm combines
+    over the planes of a channel (Chan et al.'s pairwise update), taken by
+    a convolution while its output plane is still in cache."""
+    cdef double s = _sum(y, n)
+    stats[0] = s
+    stats[1] = _sqdev(y, n, s / n) if n else 0
+
+
 cdef inline void _transpose(floating* dst, const floating* src, Py_ssize_t rows,
                             Py_ssize_t cols) noexcept nogil:
     if floating is float:

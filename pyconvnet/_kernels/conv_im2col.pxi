@@ -84,6 +84,7 @@ import numpy as np
 from pyconvnet._kernels.blas cimport gemm
 from pyconvnet._kernels.products cimport _product
 from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
+                                        _plane_stats,
                                         _max_pool_plane, _n_threads,
                                         _reduce_chunks, _sum, _transpose,
                                         _unpool_act, pcn_col2im_d,
@@ -213,6 +214,8 @@ def conv2d_forward(
     int[:, :, :, ::1] argmax=None,        # OUT (N, F, POH, POW): index in the
                                           #     plane, or None not to pool
     int pool_h=0, int pool_w=0,           # pooling window = stride
+    double[:, :, ::1] stats=None,         # OUT (N, F, 2): each output plane's
+                                          #     sum and squared deviations, or None
 ):
     """Convolution, bias and activation of a batch, in one pass per sample.
 
@@ -241,6 +244,7 @@ def conv2d_forward(
         const floating* w = &weight[0, 0, 0, 0]
         bint cache = cols_cache is not None and not direct
         bint pool = argmax is not None
+        bint has_stats = stats is not None
         int OH = g.OH, OW = g.OW
         int POH = out.shape[2], POW = out.shape[3]
         Py_ssize_t off_y = 0 if direct or cache else K * P
@@ -272,6 +276,9 @@ def conv2d_forward(
                 for f in range(F):
                     _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
                               activation)
+            if has_stats:
+                for f in range(F):
+                    _plane_stats(yn + f * P, P, &stats[n, f, 0])
             if pool:
                 for f in range(F):
                     _max_pool_plane(yn + f * P, &out[n, f, 0, 0],

@@ -64,6 +64,7 @@ import numpy as np
 from pyconvnet._kernels.blas cimport gemm
 from pyconvnet._kernels.products cimport _own, _product
 from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
+                                        _plane_stats,
                                         _max_pool_plane, _n_threads,
                                         _reduce_chunks, _sum, _unpool_act)
 
@@ -406,6 +407,8 @@ def conv2d_forward(
     int pool_h=0, int pool_w=0,           # pooling window = stride
     buffer=None,                          # buffer(key, shape, dtype): work
                                           #     arrays lent for the layer's life
+    double[:, :, ::1] stats=None,         # OUT (N, F, 2): each output plane's
+                                          #     sum and squared deviations, or None
 ):
     """Convolution (stride 1), bias and activation of a batch; with
     ``argmax``, max pooled in the same pass (see ``conv_im2col``). Returns
@@ -419,6 +422,7 @@ def conv2d_forward(
         bint has_bias = bias is not None
         bint keep = cache is not None
         bint pool = argmax is not None
+        bint has_stats = stats is not None
         int POH = out.shape[2], POW = out.shape[3]
         Py_ssize_t off_V = (g.Cp // PCN_WL) * g.Hp * <Py_ssize_t> g.Wp * PCN_WL
         Py_ssize_t off_M = off_V + (0 if keep else AA * g.xsV)
@@ -460,6 +464,9 @@ def conv2d_forward(
                     for f in range(F):
                         _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
                                   activation)
+                if has_stats:
+                    for f in range(F):
+                        _plane_stats(yn + f * P, P, &stats[n0 + s, f, 0])
                 if pool:
                     for f in range(F):
                         _max_pool_plane(yn + f * P, &out[n0 + s, f, 0, 0],

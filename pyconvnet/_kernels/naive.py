@@ -64,7 +64,7 @@ def _max_pool(z, pool):
 
 
 def forward(x, weight, bias, geometry, activation, n_threads, out, pool=None,
-            argmax=None, buffer=None):
+            argmax=None, buffer=None, stats=None):
     xp = _padded(x, geometry.padding)
     w = weight.astype(np.float64)
     _, oh, ow = geometry.out_shape
@@ -76,6 +76,10 @@ def forward(x, weight, bias, geometry, activation, n_threads, out, pool=None,
     # Round to the working precision before the activation, as the compiled
     # kernels (which compute the product in it) do.
     y = _activate(z.astype(x.dtype).astype(np.float64), activation)
+    if stats is not None:
+        planes = y.astype(x.dtype).astype(np.float64).reshape(y.shape[:2] + (-1,))
+        stats[..., 0] = planes.sum(axis=-1)
+        stats[..., 1] = ((planes - planes.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
     if pool is None:
         out[...] = y
     else:

@@ -5,7 +5,7 @@ needs, which geometries — and gives a forward and a backward function with
 one signature::
 
     saved = forward(x, weight, bias, geometry, activation, n_threads, out,
-                    pool=None, argmax=None, buffer=None)
+                    pool=None, argmax=None, buffer=None, stats=None)
     backward(dy, x, weight, geometry, activation, n_threads, y, saved, dx,
              dweight, dbias, argmax=None)
 
@@ -13,7 +13,10 @@ one signature::
 window, the pooled output and each window's argmax) into ``out``; in
 training ``buffer(key, shape, dtype)`` lends it arrays that live as long as
 the layer, and what it returns is handed to ``backward`` (the im2col
-implementation keeps each sample's unfolding there). ``backward`` fills
+implementation keeps each sample's unfolding there). With ``stats``, a
+float64 (N, F, 2) array, it also writes each output plane's sum and sum of
+squared deviations from the plane's mean (before pooling), for the batch
+norm that follows (``ops._plane_stats`` is the definition). ``backward`` fills
 ``dweight`` and ``dbias`` and, unless it is None, ``dx``. Arrays are
 C-contiguous and of one float dtype; shapes were checked by the caller.
 
@@ -137,7 +140,7 @@ COLS_CACHE_BYTES = 64 * 2**20
 
 
 def _im2col_forward(x, weight, bias, geometry, activation, n_threads, out,
-                    pool=None, argmax=None, buffer=None):
+                    pool=None, argmax=None, buffer=None, stats=None):
     cols = None
     if buffer is not None:
         shape = (x.shape[0], geometry.cols_size)
@@ -147,10 +150,11 @@ def _im2col_forward(x, weight, bias, geometry, activation, n_threads, out,
     act = ACTIVATIONS[activation]
     if pool is None:
         conv_module().conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
-                                   act, n_threads)
+                                   act, n_threads, stats=stats)
     else:
         conv_module().conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
-                                   act, n_threads, argmax, pool[0], pool[1])
+                                   act, n_threads, argmax, pool[0], pool[1],
+                                   stats=stats)
     return cols
 
 
@@ -220,7 +224,7 @@ def _auto_winograd2(geometry, dtype, batch):
 
 def _winograd(m):
     def forward(x, weight, bias, geometry, activation, n_threads, out,
-                pool=None, argmax=None, buffer=None):
+                pool=None, argmax=None, buffer=None, stats=None):
         module = conv_module("conv_winograd")
         cache = None
         if buffer is not None:
@@ -233,11 +237,11 @@ def _winograd(m):
         act = ACTIVATIONS[activation]
         if pool is None:
             U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
-                                      act, n_threads, buffer=buffer)
+                                      act, n_threads, buffer=buffer, stats=stats)
         else:
             U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
                                       act, n_threads, argmax, pool[0], pool[1],
-                                      buffer=buffer)
+                                      buffer=buffer, stats=stats)
         return None if buffer is None else (cache, U, buffer)
 
     def backward(dy, x, weight, geometry, activation, n_threads, y, saved, dx,
