@@ -1,7 +1,9 @@
 """Throughput of pyconvnet's convolution and pooling ops, 1 and 2 threads.
 
-Convolution is reported in GFLOP/s (2 flops per multiply-add; the backward
-pass counts the weight gradient and, where computed, the input gradient),
+Convolution is reported in GFLOP/s (2 flops per multiply-add of the direct
+convolution; the backward pass counts the weight gradient and, where
+computed, the input gradient: Winograd does fewer multiplies, so its figures
+are effective rates and can pass the sgemm peak),
 pooling in GB/s of memory touched (input read + output written, and for the
 backward pass dy read + dx written). Beside them, in the same run: the same
 ops in PyTorch (torch.nn.functional, autograd for the backward pass) when
@@ -9,11 +11,14 @@ torch is installed, and the machine's single-precision matrix-multiply peak
 (numpy's sgemm on 2048x2048 matrices) for the same thread count.
 
     python benchmarks/bench_ops.py [--repeats 7] [--json benchmarks/results/ops.json]
-        [--implementation NAME]
+        [--implementation NAME [NAME ...] | all]
 
-``--implementation`` times one registered convolution implementation
-(``ops.implementations()``; default: what "auto" picks, or
-``PYCONVNET_CONV``). ``--compare-isas`` instead times the convolutions under
+``--implementation`` times the registered convolution implementations named
+(``ops.implementations()``; ``all``: every compiled one), each on the layers
+it supports, side by side with PyTorch (default: what "auto" picks, or
+``PYCONVNET_CONV``). The layers are the second convolutions of
+bench_train.py's networks (and their first, with a single channel or three)
+besides the classic shapes. ``--compare-isas`` instead times the convolutions under
 each instruction-set build this CPU runs (``pyconvnet._kernels``), switched
 call by call in one process, and reports each one's time against the
 generic build's.
@@ -37,6 +42,11 @@ CONV_SHAPES = {
     "conv1 64x1x28x28 20@5x5": ((64, 1, 28, 28), (20, 1, 5, 5), 0, False),
     "conv2 64x20x12x12 40@5x5": ((64, 20, 12, 12), (40, 20, 5, 5), 0, True),
     "conv3x3 64x32x16x16 64@3x3 pad1": ((64, 32, 16, 16), (64, 32, 3, 3), 1, True),
+    "wide3 conv1 64x1x28x28 32@3x3 pad1": ((64, 1, 28, 28), (32, 1, 3, 3), 1, False),
+    "wide3 conv2 64x32x14x14 64@3x3 pad1": ((64, 32, 14, 14), (64, 32, 3, 3), 1, True),
+    "wide5 conv1 64x1x28x28 32@5x5 pad2": ((64, 1, 28, 28), (32, 1, 5, 5), 2, False),
+    "wide5 conv2 64x32x14x14 64@5x5 pad2": ((64, 32, 14, 14), (64, 32, 5, 5), 2, True),
+    "rgb32 conv1 64x3x32x32 32@3x3 pad1": ((64, 3, 32, 32), (32, 3, 3, 3), 1, False),
 }
 # name: x shape (pooled 2x2)
 POOL_SHAPES = {
@@ -100,7 +110,22 @@ def torch_pool(x, kind, n_threads, repeats):
     return t_fwd, t_bwd
 
 
+def _names(implementation):
+    """The implementations asked for: one name, several, "all" (every
+    compiled one) or None (what "auto" picks)."""
+    from pyconvnet._kernels import registry
+
+    if implementation is None or isinstance(implementation, str):
+        implementation = [implementation]
+    if list(implementation) == ["all"]:
+        return [n for n in registry.names() if not registry.get(n).reference]
+    return list(implementation)
+
+
 def bench_conv(threads, repeats, dtype, implementation=None):
+    from pyconvnet._geometry import ConvGeometry
+    from pyconvnet._kernels import registry
+
     rows = []
     rng = np.random.default_rng(0)
     for name, (xs, ws, pad, want_dx) in CONV_SHAPES.items():
@@ -110,28 +135,38 @@ def bench_conv(threads, repeats, dtype, implementation=None):
         y = ops.conv2d(x, w, b, padding=pad)
         dy = rng.standard_normal(y.shape).astype(dtype)
         macs = y.size * ws[1] * ws[2] * ws[3]
+        bwd_flops = 2 * macs * (2 if want_dx else 1)
+        geometry = ConvGeometry.of_arrays(xs, ws, (1, 1), (pad, pad))
         for n in threads:
-            t_fwd = median_time(lambda: ops.conv2d(x, w, b, padding=pad, n_threads=n,
-                                                   implementation=implementation),
-                                repeats)
-            t_bwd = median_time(
-                lambda: ops.conv2d_grad(dy, x, w, padding=pad, input_grad=want_dx,
-                                        n_threads=n, implementation=implementation),
-                repeats,
-            )
-            bwd_flops = 2 * macs * (2 if want_dx else 1)
-            row = {
-                "op": "conv2d", "shape": name, "threads": n,
-                "fwd_ms": t_fwd * 1e3, "bwd_ms": t_bwd * 1e3,
-                "fwd_gflops": 2 * macs / t_fwd / 1e9,
-                "bwd_gflops": bwd_flops / t_bwd / 1e9,
-                "fwd_bwd_gflops": (2 * macs + bwd_flops) / (t_fwd + t_bwd) / 1e9,
-                "input_grad": want_dx,
-            }
+            torch_times = None
             if _torch() is not None and dtype == np.float32:
-                tf, tb = torch_conv(x, w, b, pad, want_dx, n, repeats)
-                row["torch_fwd_bwd_gflops"] = (2 * macs + bwd_flops) / (tf + tb) / 1e9
-            rows.append(row)
+                torch_times = torch_conv(x, w, b, pad, want_dx, n, repeats)
+            for impl in _names(implementation):
+                try:
+                    chosen = registry.select(impl, geometry, dtype, xs[0]).name
+                except ValueError:
+                    continue            # an implementation for other layers
+                t_fwd = median_time(lambda: ops.conv2d(
+                    x, w, b, padding=pad, n_threads=n, implementation=impl),
+                    repeats)
+                t_bwd = median_time(lambda: ops.conv2d_grad(
+                    dy, x, w, padding=pad, input_grad=want_dx, n_threads=n,
+                    implementation=impl), repeats)
+                row = {
+                    "op": "conv2d", "shape": name, "threads": n,
+                    "implementation": chosen if impl in (None, "auto") else impl,
+                    "fwd_ms": t_fwd * 1e3, "bwd_ms": t_bwd * 1e3,
+                    "fwd_gflops": 2 * macs / t_fwd / 1e9,
+                    "bwd_gflops": bwd_flops / t_bwd / 1e9,
+                    "fwd_bwd_gflops": (2 * macs + bwd_flops) / (t_fwd + t_bwd) / 1e9,
+                    "input_grad": want_dx,
+                }
+                if torch_times is not None:
+                    tf, tb = torch_times
+                    row["torch_fwd_bwd_gflops"] = (2 * macs + bwd_flops) / (tf + tb) / 1e9
+                    row["vs_torch_fwd"] = tf / t_fwd
+                    row["vs_torch_bwd"] = tb / t_bwd
+                rows.append(row)
     return rows
 
 
@@ -214,8 +249,8 @@ def compare_isas(threads, repeats, dtype):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--implementation", default=None,
-                        help="a registered convolution implementation")
+    parser.add_argument("--implementation", nargs="+", default=None,
+                        help="registered convolution implementations, or all")
     parser.add_argument("--compare-isas", action="store_true",
                         help="time every instruction-set build, alternating")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -242,23 +277,27 @@ def main(argv=None):
     print("sgemm peak (numpy, 2048^3): " + ", ".join(
         f"{peaks[n]:.0f} GFLOP/s on {n} thread{'s' if n > 1 else ''}" for n in args.threads))
     print()
-    one = {(r["op"], r["shape"]): r for r in conv + pool if r["threads"] == 1}
+    one = {(r["op"], r["shape"], r.get("implementation")): r
+           for r in conv + pool if r["threads"] == 1}
     rows = []
     for r in conv:
-        base = one[(r["op"], r["shape"])]
+        base = one.get((r["op"], r["shape"], r["implementation"]), r)
         r["sgemm_peak_gflops"] = peaks[r["threads"]]
-        row = [r["shape"], r["threads"], f"{r['fwd_gflops']:.1f}",
-               f"{r['bwd_gflops']:.1f}", f"{r['fwd_bwd_gflops']:.1f}",
+        row = [r["shape"], r["implementation"], r["threads"],
+               f"{r['fwd_gflops']:.1f}", f"{r['bwd_gflops']:.1f}",
+               f"{r['fwd_bwd_gflops']:.1f}",
                f"{r['fwd_bwd_gflops'] / peaks[r['threads']]:.0%}"]
         if has_torch:
             row += [f"{r['torch_fwd_bwd_gflops']:.1f}",
+                    f"{r['vs_torch_fwd']:.2f}x", f"{r['vs_torch_bwd']:.2f}x",
                     f"{r['fwd_bwd_gflops'] / r['torch_fwd_bwd_gflops']:.2f}x"]
         row.append(f"{(base['fwd_ms'] + base['bwd_ms']) / (r['fwd_ms'] + r['bwd_ms']):.2f}x")
         rows.append(row)
-    headers = ["conv2d", "threads", "fwd GFLOP/s", "bwd GFLOP/s", "fwd+bwd GFLOP/s",
-               "of sgemm peak"]
+    headers = ["conv2d", "implementation", "threads", "fwd GFLOP/s",
+               "bwd GFLOP/s", "fwd+bwd GFLOP/s", "of sgemm peak"]
     if has_torch:
-        headers += ["PyTorch fwd+bwd GFLOP/s", "vs PyTorch"]
+        headers += ["PyTorch fwd+bwd GFLOP/s", "fwd vs PyTorch", "bwd vs PyTorch",
+                    "fwd+bwd vs PyTorch"]
     print(markdown_table(headers + ["speed-up vs 1 thread"], rows))
     print()
     rows = []

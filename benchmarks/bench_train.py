@@ -31,8 +31,14 @@ same alternation as the epochs (median of the per-repeat ratios).
 beside the measurement and reports each library's training throughput under
 that load next to its quiet throughput from the same run.
 
-    python benchmarks/bench_train.py [--arch nielsen wide5 wide3 rgb32]
+    python benchmarks/bench_train.py [--arch nielsen wide5 wide3 rgb32 bn3]
         [--batch-sizes 10 64] [--threads 1 2] [--contention]
+        [--implementation im2col winograd4 ...]
+
+``--implementation`` also trains each network with every convolution forced
+to each implementation named (``PYCONVNET_CONV``; a network with a layer
+the implementation cannot run is left out for it), in the same alternation,
+and reports its images/s and ratio to PyTorch beside "auto"'s.
 
 Data: Fashion-MNIST when installed (28x28 networks), synthetic images
 otherwise; speed does not depend on the pixel values.
@@ -140,17 +146,41 @@ def pyconvnet_model(arch, batch_size, n_threads):
     )
 
 
-def pyconvnet_runner(arch, X, y, batch_size, n_threads):
-    """(train one epoch, predict_proba in batches of 1,000), after a warm-up."""
+class _Forced:
+    """Every convolution forced to one implementation inside the block
+    (None: "auto")."""
+
+    def __init__(self, implementation):
+        self.implementation = implementation
+
+    def __enter__(self):
+        self.before = os.environ.get("PYCONVNET_CONV")
+        if self.implementation is not None:
+            os.environ["PYCONVNET_CONV"] = self.implementation
+
+    def __exit__(self, *exc):
+        if self.before is None:
+            os.environ.pop("PYCONVNET_CONV", None)
+        else:
+            os.environ["PYCONVNET_CONV"] = self.before
+
+
+def pyconvnet_runner(arch, X, y, batch_size, n_threads, implementation=None):
+    """(train one epoch, predict_proba in batches of 1,000), after a warm-up;
+    with ``implementation``, every convolution forced to it."""
     model = pyconvnet_model(arch, batch_size, n_threads)
-    model.partial_fit(X[:batch_size * 4], y[:batch_size * 4], classes=np.unique(y))
+    with _Forced(implementation):
+        model.partial_fit(X[:batch_size * 4], y[:batch_size * 4],
+                          classes=np.unique(y))
 
     def train():
-        model.partial_fit(X, y)          # one epoch
+        with _Forced(implementation):
+            model.partial_fit(X, y)          # one epoch
 
     def predict():
-        for lo in range(0, len(X), 1000):
-            model.predict_proba(X[lo:lo + 1000])
+        with _Forced(implementation):
+            for lo in range(0, len(X), 1000):
+                model.predict_proba(X[lo:lo + 1000])
 
     return train, predict
 
@@ -344,6 +374,8 @@ def main(argv=None):
     parser.add_argument("--memory-images", type=int, default=60000)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--implementation", nargs="+", default=[],
+                        help="also train with every convolution forced to each")
     args = parser.parse_args(argv)
     if args.memory_child:
         peak_memory_child(args.memory_child)
@@ -376,6 +408,12 @@ def main(argv=None):
                     runners["sgemm", n_threads] = sgemm_runner(n_threads)
                     runners["ours", n_threads] = pyconvnet_runner(
                         arch, X, y, batch_size, n_threads)
+                    for impl in args.implementation:
+                        try:
+                            runners[impl, n_threads] = pyconvnet_runner(
+                                arch, X, y, batch_size, n_threads, impl)[0], None
+                        except ValueError:
+                            pass        # a layer it cannot run
                     if torch_version:
                         runners["torch", n_threads] = torch_runner(
                             arch, X, y, batch_size, n_threads)
@@ -404,6 +442,16 @@ def main(argv=None):
                            predict_img_s=med(ours["predict"]),
                            peak_fraction=paired_ratio(
                                [t * flops / 1e9 for t in ours["train"]], gflops))
+                row["implementations"] = {}
+                for impl in args.implementation:
+                    forced = rates.get((impl, n_threads))
+                    if forced is None:
+                        continue
+                    entry = {"train_img_s": med(forced["train"])}
+                    if torch_version:
+                        entry["train_ratio"] = paired_ratio(
+                            forced["train"], rates["torch", n_threads]["train"])
+                    row["implementations"][impl] = entry
                 if n_threads != args.threads[0]:
                     row["thread_gain"] = paired_ratio(
                         ours["train"], rates["ours", args.threads[0]]["train"])
@@ -474,6 +522,21 @@ def main(argv=None):
             if torch_version:
                 row += [_fmt(r["torch_predict_img_s"]), f"{r['predict_ratio']:.2f}x"]
             rows.append(row)
+        print(markdown_table(headers, rows))
+    if args.implementation:
+        print("\nTraining images/s with every convolution forced to one "
+              "implementation (\"auto\": the table above):\n")
+        headers = ["network", "batch", "threads", "auto"] + args.implementation
+        rows = []
+        for r in results:
+            cells = [r["arch"], r["batch_size"], r["threads"],
+                     _fmt(r["train_img_s"]) + (f" ({r['train_ratio']:.2f}x)"
+                                               if torch_version else "")]
+            for impl in args.implementation:
+                entry = r["implementations"].get(impl)
+                cells.append("-" if entry is None else _fmt(entry["train_img_s"]) + (
+                    f" ({entry['train_ratio']:.2f}x)" if torch_version else ""))
+            rows.append(cells)
         print(markdown_table(headers, rows))
     print()
     for r in results:
