@@ -4,7 +4,8 @@ The extensions are cythonized and compiled with -O3 (/O2 with MSVC).
 -march=native is never used: a wheel must run on any CPU of its platform.
 Instead, on x86-64 the kernels that gain from wider vectors are compiled
 once per instruction set -- ``pyconvnet/_kernels/conv_im2col_{generic,avx2,
-avx512}``, ``conv_winograd_*`` and ``dense_*``, each from one source, with the flags of
+avx512}``, and the same for every module of kernels (Winograd, dense,
+pooling, batch norm, optimizers), each from one source, with the flags of
 ISA_FLAGS (and
 -ffp-contract=off, so that every build gives the same bits) -- and
 ``pyconvnet._kernels`` runs the best one the CPU supports, checked at
@@ -65,9 +66,10 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 KERNELS = "pyconvnet/_kernels"
-EXTENSIONS = ["runtime", "pool", "optim", "batchnorm"]
+EXTENSIONS = ["runtime"]
 # Built once per instruction set: <name>_generic, <name>_avx2, ...
-ISA_EXTENSIONS = ["conv_im2col", "conv_winograd", "dense"]
+ISA_EXTENSIONS = ["conv_im2col", "conv_winograd", "dense", "pool", "batchnorm",
+                  "optim"]
 
 # The instruction-set builds: name -> (gcc/clang flags, MSVC flags). avx512
 # is x86-64-v4's set (F, CD, BW, DQ, VL), which runtime.cpu_instruction_sets

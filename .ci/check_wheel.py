@@ -38,7 +38,8 @@ def main(argv):
     if missing:
         problems.append(f"undeclared runtime dependencies: {sorted(missing)}")
     if "x86_64" in tags or "amd64" in tags.lower():
-        for module in ("conv_im2col", "conv_winograd", "dense"):
+        for module in ("conv_im2col", "conv_winograd", "dense", "pool", "batchnorm",
+                       "optim"):
             for isa in ("generic", "avx2", "avx512"):
                 if not any(n.startswith(f"pyconvnet/_kernels/{module}_{isa}.") and
                            n.endswith((".so", ".pyd")) for n in names):

@@ -37,7 +37,7 @@ RELU = 1
 # Where each kernel lives, newest layout first (so that older trees compare
 # too): the generic build of pyconvnet/_kernels/, then pyconvnet/.
 MODULES = {"conv": ("_kernels/conv_im2col_generic", "_kernels/conv_im2col", "_conv"),
-           "pool": ("_kernels/pool", "_pool")}
+           "pool": ("_kernels/pool_generic", "_kernels/pool", "_pool")}
 
 
 def load(tree, kind):

@@ -11,13 +11,13 @@ An optimizer updates the network's one flat parameter array in place from its
 one flat gradient array (see ``Network``): a step is a handful of vectorised
 passes, whatever the number of layers, and the state (velocities, moments)
 is one flat array each, and a step is one compiled pass over them
-(``pyconvnet._kernels.optim``).
+(``pyconvnet/_kernels/optim.pxi``).
 """
 import math
 
 import numpy as np
 
-from ._kernels import optim as _optim
+from ._kernels import conv_module
 
 
 def cosine_rate(rate_init, progress):
@@ -96,8 +96,9 @@ class SGD(_Optimizer):
     def update(self, params, grads, n_threads=1):
         """One step on the flat arrays, in place, over ``n_threads`` threads:
         v = mu * v - lr * g;  p += v  (Nesterov: p += mu * v - lr * g)."""
-        _optim.sgd_step(params, grads, self.velocity, self.learning_rate,
-                        self.momentum, self.nesterov, n_threads)
+        conv_module("optim").sgd_step(params, grads, self.velocity,
+                                      self.learning_rate, self.momentum,
+                                      self.nesterov, n_threads)
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -143,6 +144,6 @@ class Adam(_Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         lr = (self.base_rate * np.sqrt(1 - b2 ** self.t)
               / (1 - b1 ** self.t))
-        _optim.adam_step(params, grads, self.m, self.v, lr, b1, b2,
-                         self.epsilon, n_threads)
+        conv_module("optim").adam_step(params, grads, self.m, self.v, lr, b1,
+                                       b2, self.epsilon, n_threads)
         self.learning_rate = lr

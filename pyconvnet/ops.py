@@ -24,7 +24,7 @@ import numbers
 import numpy as np
 
 from . import _geometry
-from ._kernels import batchnorm as _batchnorm, conv_module, pool as _pool, registry
+from ._kernels import conv_module, registry
 from ._kernels.runtime import ACTIVATIONS
 from ._threads import blas_single_threaded, effective_n_threads
 
@@ -531,12 +531,13 @@ def _pool_forward(x, kind, size, stride, n_threads, out=None, argmax=None):
         cache = np.empty(y.shape, dtype=np.intc) if argmax is None else argmax
     if x.shape[0] == 0:
         return y, cache
+    kernels = conv_module("pool")
     if kind == "max":
-        _pool.max_pool_forward(x, y, cache, size[0], size[1], stride[0],
-                               stride[1], n_threads)
+        kernels.max_pool_forward(x, y, cache, size[0], size[1], stride[0],
+                                 stride[1], n_threads)
     else:
-        _pool.sum_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
-                               kind == "l2", n_threads)
+        kernels.sum_pool_forward(x, y, size[0], size[1], stride[0], stride[1],
+                                 kind == "l2", n_threads)
     return y, cache
 
 
@@ -545,14 +546,15 @@ def _pool_backward(dy, x, y, cache, kind, size, stride, n_threads, dx=None):
         dx = np.empty(x.shape, dtype=x.dtype)
     if x.shape[0] == 0:
         return dx
+    kernels = conv_module("pool")
     if kind == "max":
-        _pool.max_pool_backward(dy, cache, dx, n_threads)
+        kernels.max_pool_backward(dy, cache, dx, n_threads)
     elif kind == "l2":
-        _pool.l2_pool_backward(dy, x, y, dx, size[0], size[1], stride[0],
-                               stride[1], n_threads)
+        kernels.l2_pool_backward(dy, x, y, dx, size[0], size[1], stride[0],
+                                 stride[1], n_threads)
     else:
-        _pool.avg_pool_backward(dy, dx, size[0], size[1], stride[0],
-                                stride[1], n_threads)
+        kernels.avg_pool_backward(dy, dx, size[0], size[1], stride[0],
+                                  stride[1], n_threads)
     return dx
 
 
@@ -589,10 +591,10 @@ def _bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
     if out is None:
         out = np.empty(x.shape if pool is None else argmax.shape, dtype=x.dtype)
     mean, var, invstd = np.zeros(c), np.zeros(c), np.zeros(c)
-    _batchnorm.forward_train(_planes(x), _unit_weights(x, weights), gamma, beta,
-                             _planes(out), mean, var,
-                             invstd, float(eps), ACTIVATIONS[activation],
-                             n_threads, *extra, stats=stats)
+    conv_module("batchnorm").forward_train(
+        _planes(x), _unit_weights(x, weights), gamma, beta, _planes(out), mean,
+        var, invstd, float(eps), ACTIVATIONS[activation], n_threads, *extra,
+        stats=stats)
     return out, mean, var, invstd
 
 
@@ -600,8 +602,9 @@ def _bn_forward_scale(x, scale, shift, n_threads, activation=None, out=None):
     """y = activation(x * scale[c] + shift[c]): batch norm at prediction."""
     if out is None:
         out = np.empty_like(x)
-    _batchnorm.forward_scale(_planes(x), scale, shift, _planes(out),
-                             ACTIVATIONS[activation], n_threads)
+    conv_module("batchnorm").forward_scale(_planes(x), scale, shift,
+                                           _planes(out),
+                                           ACTIVATIONS[activation], n_threads)
     return out
 
 
@@ -617,8 +620,8 @@ def _bn_backward(dy, x, y, gamma, mean, invstd, n_threads, activation=None,
         dgamma = np.empty_like(gamma)
     if dbeta is None:
         dbeta = np.empty_like(gamma)
-    _batchnorm.backward(_planes(dy), _planes(x), _unit_weights(x, weights),
-                        _planes(y), gamma, mean, invstd,
-                        _planes(dx), dgamma, dbeta, ACTIVATIONS[activation],
-                        n_threads, None if argmax is None else _planes(argmax))
+    conv_module("batchnorm").backward(
+        _planes(dy), _planes(x), _unit_weights(x, weights), _planes(y), gamma,
+        mean, invstd, _planes(dx), dgamma, dbeta, ACTIVATIONS[activation],
+        n_threads, None if argmax is None else _planes(argmax))
     return dx, dgamma, dbeta

@@ -12,10 +12,10 @@ Layout:
 - ``conv_winograd_*``: 3x3 convolutions at stride 1 by Winograd's minimal
   filtering (``conv_winograd.pxi`` over the transforms of ``winograd.h``),
   built the same way;
-- ``dense_*``: the dense layers' tiled products, built per instruction set
-  too;
-- ``pool``, ``batchnorm``, ``optim``: pooling, batch norm, the optimizer
-  steps;
+- ``dense_*``, ``pool_*``, ``batchnorm_*``, ``optim_*``: the dense layers'
+  tiled products, pooling, batch norm, the optimizer steps, built per
+  instruction set too (built once, for the baseline, batch norm's passes ran
+  4 floats to a vector);
 - ``runtime``: OpenMP threads, the CPU's instruction sets, the activation
   codes for Python.
 
@@ -51,7 +51,8 @@ ISAS = ("generic", "avx2", "avx512")
 # faster (benchmarks/PERFORMANCE.md).
 OPT_IN = ()
 # The modules built once per instruction set (setup.py's ISA_EXTENSIONS).
-ISA_MODULES = ("conv_im2col", "conv_winograd", "dense")
+ISA_MODULES = ("conv_im2col", "conv_winograd", "dense", "pool", "batchnorm",
+               "optim")
 _state = {"isa": None, "modules": {}}
 
 
@@ -95,8 +96,8 @@ def current_isa():
 
 
 def conv_module(base="conv_im2col"):
-    """The module ``base`` (one of ``ISA_MODULES``) built for the current
-    instruction set."""
+    """The module of kernels ``base`` (one of ``ISA_MODULES``, convolutions
+    or not) built for the current instruction set."""
     return _state["modules"][base]
 
 

@@ -1,4 +1,5 @@
-# cython: language_level=3
+# The body of optim_generic, optim_avx2 and optim_avx512: one source compiled once
+# per instruction set (setup.py's ISA_FLAGS).
 """Optimizer steps over the network's flat parameter array, one pass each.
 
 Design

@@ -1,4 +1,5 @@
-# cython: language_level=3
+# The body of pool_generic, pool_avx2 and pool_avx512: one source compiled once
+# per instruction set (setup.py's ISA_FLAGS).
 """2-D pooling kernels: max, L2 and average, forward and backward.
 
 Design

@@ -1,3 +1,5 @@
+# The body of batchnorm_generic, batchnorm_avx2 and batchnorm_avx512: one source
+# compiled once per instruction set (setup.py's ISA_FLAGS).
 """Batch normalisation of convolutional feature maps, with a fused activation.
 
 For input x of shape (N, C, H, W) seen as (N, C, P), P = H * W, and sample

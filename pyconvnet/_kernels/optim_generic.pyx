@@ -1,0 +1,2 @@
+# The optim kernels compiled for the generic instruction set (see optim.pxi).
+include "optim.pxi"
