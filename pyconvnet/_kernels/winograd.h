@@ -130,16 +130,28 @@
 static PCN_INLINE void NAME(const T* PCN_RESTRICT x, T* PCN_RESTRICT xb,     \
                             int C, int H, int W, int ph, int pw, int Hp,     \
                             int Wp) {                                        \
-    int c, h, w; T* row; const T* in;                                       \
+    int cb, c, h, w, l, n;                                                  \
     const int Cb = (C + PCN_WL - 1) / PCN_WL;                               \
+    const ptrdiff_t plane = (ptrdiff_t) H * W;                              \
+    T* row; const T* in;                                                    \
     memset(xb, 0, sizeof(T) * (size_t) Cb * Hp * Wp * PCN_WL);               \
-    for (c = 0; c < C; c++)                                                 \
+    for (cb = 0; cb < Cb; cb++) {                                           \
+        n = C - cb * PCN_WL < PCN_WL ? C - cb * PCN_WL : PCN_WL;            \
         for (h = 0; h < H; h++) {                                           \
-            row = xb + (((ptrdiff_t) (c / PCN_WL) * Hp + h + ph) * Wp + pw)  \
-                  * PCN_WL + c % PCN_WL;                                    \
-            in = x + ((ptrdiff_t) c * H + h) * W;                           \
-            for (w = 0; w < W; w++) row[(ptrdiff_t) w * PCN_WL] = in[w];    \
+            row = xb + (((ptrdiff_t) cb * Hp + h + ph) * Wp + pw) * PCN_WL; \
+            in = x + (ptrdiff_t) cb * PCN_WL * plane + (ptrdiff_t) h * W;   \
+            if (n == PCN_WL) {                                              \
+                /* a whole block: lanes innermost, a gather per pixel */    \
+                for (w = 0; w < W; w++)                                     \
+                    for (l = 0; l < PCN_WL; l++)                            \
+                        row[(ptrdiff_t) w * PCN_WL + l] = in[l * plane + w]; \
+            } else {                                                        \
+                for (c = 0; c < n; c++)                                     \
+                    for (w = 0; w < W; w++)                                 \
+                        row[(ptrdiff_t) w * PCN_WL + c] = in[c * plane + w]; \
+            }                                                               \
         }                                                                   \
+    }                                                                       \
 }
 PCN_WINO_BLOCK(pcn_wino_block_f, float)
 PCN_WINO_BLOCK(pcn_wino_block_d, double)
@@ -150,14 +162,26 @@ PCN_WINO_BLOCK(pcn_wino_block_d, double)
 static PCN_INLINE void NAME(const T* PCN_RESTRICT dxb, T* PCN_RESTRICT dx,   \
                             int C, int H, int W, int ph, int pw, int Hp,     \
                             int Wp) {                                        \
-    int c, h, w; const T* row; T* out;                                      \
-    for (c = 0; c < C; c++)                                                 \
+    int cb, c, h, w, l, n;                                                  \
+    const int Cb = (C + PCN_WL - 1) / PCN_WL;                               \
+    const ptrdiff_t plane = (ptrdiff_t) H * W;                              \
+    const T* row; T* out;                                                   \
+    for (cb = 0; cb < Cb; cb++) {                                           \
+        n = C - cb * PCN_WL < PCN_WL ? C - cb * PCN_WL : PCN_WL;            \
         for (h = 0; h < H; h++) {                                           \
-            row = dxb + (((ptrdiff_t) (c / PCN_WL) * Hp + h + ph) * Wp + pw) \
-                  * PCN_WL + c % PCN_WL;                                    \
-            out = dx + ((ptrdiff_t) c * H + h) * W;                         \
-            for (w = 0; w < W; w++) out[w] = row[(ptrdiff_t) w * PCN_WL];   \
+            row = dxb + (((ptrdiff_t) cb * Hp + h + ph) * Wp + pw) * PCN_WL; \
+            out = dx + (ptrdiff_t) cb * PCN_WL * plane + (ptrdiff_t) h * W; \
+            if (n == PCN_WL) {                                              \
+                for (w = 0; w < W; w++)                                     \
+                    for (l = 0; l < PCN_WL; l++)                            \
+                        out[l * plane + w] = row[(ptrdiff_t) w * PCN_WL + l]; \
+            } else {                                                        \
+                for (c = 0; c < n; c++)                                     \
+                    for (w = 0; w < W; w++)                                 \
+                        out[c * plane + w] = row[(ptrdiff_t) w * PCN_WL + c]; \
+            }                                                               \
         }                                                                   \
+    }                                                                       \
 }
 PCN_WINO_UNBLOCK(pcn_wino_unblock_f, float)
 PCN_WINO_UNBLOCK(pcn_wino_unblock_d, double)
