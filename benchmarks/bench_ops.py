@@ -302,7 +302,7 @@ def main(argv=None):
     print()
     rows = []
     for r in pool:
-        base = one[(r["op"], r["shape"])]
+        base = one.get((r["op"], r["shape"], None), r)
         row = [r["op"], r["shape"], r["threads"], f"{r['fwd_gbs']:.1f}",
                f"{r['bwd_gbs']:.1f}"]
         if has_torch:

@@ -12,6 +12,9 @@ cdef extern from "sgemm.h":
     void pcn_sgemm(int m, int n, int k, const float* a, ptrdiff_t rsa,
                    ptrdiff_t csa, const float* b, ptrdiff_t ldb, float* c,
                    ptrdiff_t ldc, int accumulate) noexcept nogil
+    void pcn_sgemm_nt(int m, int n, int k, const float* a, ptrdiff_t lda,
+                      const float* b, ptrdiff_t ldb, float* c, ptrdiff_t ldc,
+                      int accumulate) noexcept nogil
 
 
 cdef inline bint _own(floating x) noexcept nogil:
@@ -31,4 +34,20 @@ cdef inline void _product(bint trans_a, Py_ssize_t m, Py_ssize_t n,
                   ldc, accumulate)
     else:
         gemm(trans_a, False, m, n, k, <floating> 1, a, lda, b, ldb,
+             <floating> (1 if accumulate else 0), c, ldc)
+
+
+cdef inline void _product_nt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                             const floating* a, Py_ssize_t lda,
+                             const floating* b, Py_ssize_t ldb,
+                             bint accumulate, floating* c,
+                             Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = A (m, k) @ B (n, k)^T, plus C when ``accumulate``: rows
+    of A and B are dotted (sgemm.h's kernel for float32 in an AVX-512 build,
+    BLAS otherwise)."""
+    if _own(<floating> 0):
+        pcn_sgemm_nt(m, n, k, <const float*> a, lda, <const float*> b, ldb,
+                     <float*> c, ldc, accumulate)
+    else:
+        gemm(False, True, m, n, k, <floating> 1, a, lda, b, ldb,
              <floating> (1 if accumulate else 0), c, ldc)

@@ -110,9 +110,61 @@ static void pcn_sgemm(int m, int n, int k, const float* a, ptrdiff_t rsa,
         }
     }
 }
+/* C (m x n) = A (m x k) @ B^T [+ C], A and B row-major with k contiguous
+   (B is n x k): each value of C is a dot product of two rows. The weight
+   gradient of a convolution, whose two operands are both laid out along
+   the positions. A 4 x 4 block of C is 16 vector accumulators over 16
+   values of k at a time (the tail masked), each reduced at the end: every
+   value of C is the same sum in the same order whatever the block or the
+   thread. */
+static inline void pcn_sdot_block(int mr, int nr, int k, const float* a,
+                                  ptrdiff_t lda, const float* b,
+                                  ptrdiff_t ldb, float* c, ptrdiff_t ldc,
+                                  int accumulate) {
+    __m512 acc[4][4], av[4], bv;
+    __mmask16 mask;
+    int i, j, p;
+    PCN_UNROLL for (i = 0; i < 4; i++)
+        PCN_UNROLL for (j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (p = 0; p < k; p += 16) {
+        mask = k - p >= 16 ? (__mmask16) 0xFFFF
+                           : (__mmask16) ((1u << (k - p)) - 1);
+        PCN_UNROLL for (i = 0; i < 4; i++)
+            av[i] = i < mr ? _mm512_maskz_loadu_ps(mask, a + i * lda + p)
+                           : _mm512_setzero_ps();
+        PCN_UNROLL for (j = 0; j < 4; j++) {
+            bv = j < nr ? _mm512_maskz_loadu_ps(mask, b + j * ldb + p)
+                        : _mm512_setzero_ps();
+            PCN_UNROLL for (i = 0; i < 4; i++)
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+        }
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) {
+            float v = _mm512_reduce_add_ps(acc[i][j]);
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + v : v;
+        }
+}
+
+static void pcn_sgemm_nt(int m, int n, int k, const float* a, ptrdiff_t lda,
+                         const float* b, ptrdiff_t ldb, float* c, ptrdiff_t ldc,
+                         int accumulate) {
+    int i, j;
+    for (i = 0; i < m; i += 4)
+        for (j = 0; j < n; j += 4)
+            pcn_sdot_block(m - i < 4 ? m - i : 4, n - j < 4 ? n - j : 4, k,
+                           a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j,
+                           ldc, accumulate);
+}
 #else
 #define PCN_OWN_SGEMM 0
 /* Never called where PCN_OWN_SGEMM is 0 (the caller uses BLAS). */
+static inline void pcn_sgemm_nt(int m, int n, int k, const float* a,
+                                ptrdiff_t lda, const float* b, ptrdiff_t ldb,
+                                float* c, ptrdiff_t ldc, int accumulate) {
+    (void) m; (void) n; (void) k; (void) a; (void) lda; (void) b; (void) ldb;
+    (void) c; (void) ldc; (void) accumulate;
+}
 static inline void pcn_sgemm(int m, int n, int k, const float* a, ptrdiff_t rsa,
                              ptrdiff_t csa, const float* b, ptrdiff_t ldb,
                              float* c, ptrdiff_t ldc, int accumulate) {
