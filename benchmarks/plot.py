@@ -17,13 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _bars(ax, labels, series, ylabel, title):
+def _bars(ax, labels, series, ylabel, title, rotation=20):
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series.items()):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(labels))]
         ax.bar(xs, values, width, label=name)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_xticklabels(labels, rotation=rotation, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -59,15 +59,26 @@ def plot_train(data, path):
     fig.savefig(path, dpi=110)
 
 
+def _layer(shape):
+    """A layer's short name: "wide3 conv2" or "conv1"."""
+    words = shape.split()
+    return " ".join(words[:2]) if not words[0].startswith("conv") else words[0]
+
+
 def plot_ops(data, path):
-    conv = data["conv"]
-    labels = [f"{r['shape'].split()[0]}, {r['threads']} thr" for r in conv]
+    """Each layer under each implementation timed, at the largest thread
+    count of the run, beside PyTorch and the sgemm peak."""
+    threads = max(r["threads"] for r in data["conv"])
+    conv = [r for r in data["conv"] if r["threads"] == threads]
+    labels = [f"{_layer(r['shape'])} {r.get('implementation', '')}" for r in conv]
     series = {"pyconvnet": [r["fwd_bwd_gflops"] for r in conv]}
     if data.get("torch"):
         series["PyTorch " + data["torch"]] = [r["torch_fwd_bwd_gflops"] for r in conv]
     series["sgemm peak"] = [r["sgemm_peak_gflops"] for r in conv]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    _bars(ax, labels, series, "GFLOP/s", "conv2d forward + backward")
+    fig, ax = plt.subplots(figsize=(12, 5))
+    _bars(ax, labels, series, "GFLOP/s (direct convolution's count)",
+          f"conv2d forward + backward, {threads} thread{'s' if threads > 1 else ''}",
+          rotation=55)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
