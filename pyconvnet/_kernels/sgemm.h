@@ -79,6 +79,22 @@ PCN_SGEMM_MICRO(pcn_sgemm_1x2, 1, 2)
 PCN_SGEMM_MICRO(pcn_sgemm_1x3, 1, 3)
 PCN_SGEMM_MICRO(pcn_sgemm_1x4, 1, 4)
 
+/* One row block of MR rows at one column block of nv vectors. */
+#define PCN_SGEMM_ROWS(NAME, MR)                                              \
+static inline void NAME(int nv, int k, const float* a, ptrdiff_t rsa,        \
+                        ptrdiff_t csa, const float* b, ptrdiff_t ldb,        \
+                        float* c, ptrdiff_t ldc, __mmask16 last,             \
+                        int accumulate) {                                    \
+    switch (nv) {                                                            \
+    case 1: pcn_sgemm_##MR##x1(k, a, rsa, csa, b, ldb, c, ldc, last, accumulate); break; \
+    case 2: pcn_sgemm_##MR##x2(k, a, rsa, csa, b, ldb, c, ldc, last, accumulate); break; \
+    case 3: pcn_sgemm_##MR##x3(k, a, rsa, csa, b, ldb, c, ldc, last, accumulate); break; \
+    default: pcn_sgemm_##MR##x4(k, a, rsa, csa, b, ldb, c, ldc, last, accumulate); \
+    }                                                                        \
+}
+PCN_SGEMM_ROWS(pcn_sgemm_rows6, 6)
+PCN_SGEMM_ROWS(pcn_sgemm_rows1, 1)
+
 static void pcn_sgemm(int m, int n, int k, const float* a, ptrdiff_t rsa,
                       ptrdiff_t csa, const float* b, ptrdiff_t ldb, float* c,
                       ptrdiff_t ldc, int accumulate) {
@@ -88,28 +104,15 @@ static void pcn_sgemm(int m, int n, int k, const float* a, ptrdiff_t rsa,
         width = n - j0 < 64 ? n - j0 : 64;
         nv = (width + 15) / 16;
         last = width % 16 ? (__mmask16) ((1u << (width % 16)) - 1) : (__mmask16) 0xFFFF;
-        for (i0 = 0; i0 + 6 <= m; i0 += 6) {
-            const float* ai = a + i0 * rsa;
-            float* ci = c + i0 * ldc + j0;
-            switch (nv) {
-            case 1: pcn_sgemm_6x1(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate); break;
-            case 2: pcn_sgemm_6x2(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate); break;
-            case 3: pcn_sgemm_6x3(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate); break;
-            default: pcn_sgemm_6x4(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate);
-            }
-        }
-        for (; i0 < m; i0++) {
-            const float* ai = a + i0 * rsa;
-            float* ci = c + i0 * ldc + j0;
-            switch (nv) {
-            case 1: pcn_sgemm_1x1(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate); break;
-            case 2: pcn_sgemm_1x2(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate); break;
-            case 3: pcn_sgemm_1x3(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate); break;
-            default: pcn_sgemm_1x4(k, ai, rsa, csa, b + j0, ldb, ci, ldc, last, accumulate);
-            }
-        }
+        for (i0 = 0; i0 + 6 <= m; i0 += 6)
+            pcn_sgemm_rows6(nv, k, a + i0 * rsa, rsa, csa, b + j0, ldb,
+                            c + i0 * ldc + j0, ldc, last, accumulate);
+        for (; i0 < m; i0++)
+            pcn_sgemm_rows1(nv, k, a + i0 * rsa, rsa, csa, b + j0, ldb,
+                            c + i0 * ldc + j0, ldc, last, accumulate);
     }
 }
+
 /* C (m x n) = A (m x k) @ B^T [+ C], A and B row-major with k contiguous
    (B is n x k): each value of C is a dot product of two rows. The weight
    gradient of a convolution, whose two operands are both laid out along

@@ -211,6 +211,23 @@ PCN_WINO_UNBLOCK(pcn_wino_unblock_d, double)
    _grad_input: adds to dxb (Cb, Hp, Wp, PCN_WL) the sum over tiles of
               B dV B^T, tile after tile in a fixed order (tiles overlap by
               2); dV's rows are ``ldv`` values apart. */
+/* The two halves of a tile's transform, shared by the functions below:
+   from a blocked plane (PCN_WL lanes per pixel, rows ``LDI`` pixels apart)
+   into the transformed domain (one value per xi, ``XS`` apart), and back
+   out of it into ``src``. */
+#define PCN_W_INTO_DOMAIN(T, TR, NI, NO, BASE, LDI, OUT, XS)                 \
+    for (i_ = 0; i_ < (NI); i_++) for (j_ = 0; j_ < (NI); j_++)             \
+        for (l_ = 0; l_ < PCN_WL; l_++)                                     \
+            src[i_][j_][l_] = (BASE)[(i_ * (LDI) + j_) * PCN_WL + l_];      \
+    PCN_W2D(T, TR, NI, NO)                                                   \
+    for (i_ = 0; i_ < (NO); i_++) for (j_ = 0; j_ < (NO); j_++)             \
+        for (l_ = 0; l_ < PCN_WL; l_++)                                     \
+            (OUT)[(i_ * (NO) + j_) * (XS) + l_] = dst[i_][j_][l_];
+#define PCN_W_FROM_DOMAIN(IN, XS)                                            \
+    for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)                   \
+        for (l_ = 0; l_ < PCN_WL; l_++)                                     \
+            src[i_][j_][l_] = (IN)[(i_ * A + j_) * (XS) + l_];
+
 #define PCN_WINO(M, SFX, T, BT_, G_, AT_, A_, B_, GT_)                        \
 static void pcn_wino##M##_weights_##SFX(const T* PCN_RESTRICT w,              \
         T* PCN_RESTRICT U, int F, int C) {                                  \
@@ -263,14 +280,8 @@ static void pcn_wino##M##_input_##SFX(const T* PCN_RESTRICT xb,               \
             for (cb = 0; cb < Cb; cb++) {                                   \
                 base = xb + (((ptrdiff_t) cb * Hp + th * M) * Wp + tw * M)  \
                        * PCN_WL;                                            \
-                for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
-                    for (l_ = 0; l_ < PCN_WL; l_++)                         \
-                        src[i_][j_][l_] = base[(i_ * Wp + j_) * PCN_WL + l_]; \
-                PCN_W2D(T, BT_, A, A)                                        \
                 out = V + (t0 + (ptrdiff_t) th * TW + tw) * ldv + cb * PCN_WL; \
-                for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
-                    for (l_ = 0; l_ < PCN_WL; l_++)                         \
-                        out[(i_ * A + j_) * xi_stride + l_] = dst[i_][j_][l_]; \
+                PCN_W_INTO_DOMAIN(T, BT_, A, A, base, Wp, out, xi_stride)   \
             }                                                               \
 }                                                                           \
 static void pcn_wino##M##_output_##SFX(const T* PCN_RESTRICT Mb,              \
@@ -289,9 +300,7 @@ static void pcn_wino##M##_output_##SFX(const T* PCN_RESTRICT Mb,              \
             nj = OW - tw * M < M ? OW - tw * M : M;                         \
             for (fb = 0; fb < Fb; fb++) {                                   \
                 in = Mb + (t0 + (ptrdiff_t) th * TW + tw) * Fp + fb * PCN_WL; \
-                for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
-                    for (l_ = 0; l_ < PCN_WL; l_++)                         \
-                        src[i_][j_][l_] = in[(i_ * A + j_) * xi_stride + l_]; \
+                PCN_W_FROM_DOMAIN(in, xi_stride)                             \
                 PCN_W2D(T, AT_, A, M)                                        \
                 n = F - fb * PCN_WL < PCN_WL ? F - fb * PCN_WL : PCN_WL;    \
                 out = y + fb * PCN_WL * plane + (ptrdiff_t) th * M * OW + tw * M; \
@@ -323,14 +332,8 @@ static void pcn_wino##M##_grad_output_##SFX(const T* PCN_RESTRICT dz,         \
             for (fb = 0; fb < Fb; fb++) {                                   \
                 base = zb + (((ptrdiff_t) fb * Hz + th * M) * Wz + tw * M)  \
                        * PCN_WL;                                            \
-                for (i_ = 0; i_ < M; i_++) for (j_ = 0; j_ < M; j_++)       \
-                    for (l_ = 0; l_ < PCN_WL; l_++)                         \
-                        src[i_][j_][l_] = base[(i_ * Wz + j_) * PCN_WL + l_]; \
-                PCN_W2D(T, A_, M, A)                                         \
                 out = dM + (t0 + (ptrdiff_t) th * TW + tw) * Fp + fb * PCN_WL; \
-                for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
-                    for (l_ = 0; l_ < PCN_WL; l_++)                         \
-                        out[(i_ * A + j_) * xi_stride + l_] = dst[i_][j_][l_]; \
+                PCN_W_INTO_DOMAIN(T, A_, M, A, base, Wz, out, xi_stride)    \
             }                                                               \
 }                                                                           \
 static void pcn_wino##M##_grad_input_##SFX(const T* PCN_RESTRICT dV,          \
@@ -345,9 +348,7 @@ static void pcn_wino##M##_grad_input_##SFX(const T* PCN_RESTRICT dV,          \
         for (tw = 0; tw < TW; tw++)                                         \
             for (cb = 0; cb < Cb; cb++) {                                   \
                 in = dV + (t0 + (ptrdiff_t) th * TW + tw) * ldv + cb * PCN_WL; \
-                for (i_ = 0; i_ < A; i_++) for (j_ = 0; j_ < A; j_++)       \
-                    for (l_ = 0; l_ < PCN_WL; l_++)                         \
-                        src[i_][j_][l_] = in[(i_ * A + j_) * xi_stride + l_]; \
+                PCN_W_FROM_DOMAIN(in, xi_stride)                             \
                 PCN_W2D(T, B_, A, A)                                         \
                 base = dxb + (((ptrdiff_t) cb * Hp + th * M) * Wp + tw * M) \
                        * PCN_WL;                                            \
