@@ -19,7 +19,8 @@ The registry: each layer class is registered for its spec type
 (``_spec``) and owns, besides its passes, its construction from the spec
 (``from_spec``), its row of the architecture summary (``describe``,
 ``n_params``), its ONNX nodes (``to_onnx``) and its fusion with the layers
-after it (``fuses_with``, and at prediction ``folds``). ``build_layers`` instantiates a network spec.
+after it (``fuses_with``, and at prediction ``folds``). ``build_layers``
+instantiates a network spec.
 """
 import numpy as np
 from scipy.special import expit

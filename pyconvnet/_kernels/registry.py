@@ -16,20 +16,21 @@ the layer, and what it returns is handed to ``backward`` (the im2col
 implementation keeps each sample's unfolding there). With ``stats``, a
 float64 (N, F, 2) array, it also writes each output plane's sum and sum of
 squared deviations from the plane's mean (before pooling), for the batch
-norm that follows (``ops._plane_stats`` is the definition). ``backward`` fills
+norm that follows (``_plane_stats`` of ``common.pxd``). ``backward`` fills
 ``dweight`` and ``dbias`` and, unless it is None, ``dx``. Arrays are
 C-contiguous and of one float dtype; shapes were checked by the caller.
 
 ``select(name, geometry, dtype, batch)`` picks one: ``"auto"`` the first
 registered one (in order of preference) that supports the layer and whose
-``auto`` rule chooses it for that batch size, never a reference; another name that
-implementation, or a ValueError saying why it cannot run the layer. The
-``auto`` rules are a table measured once and written down (below, with the
-figures in ``benchmarks/PERFORMANCE.md``), never a timing at run time: the
-same layer always runs the same arithmetic on a machine, so the same
-``random_state`` gives the same weights run after run. The environment variable ``PYCONVNET_CONV`` replaces ``"auto"``
-for every layer (tests and benchmarks force an implementation this way, or
-with the ``implementation`` argument of ``ops.conv2d``).
+``auto`` rule chooses it for that batch size, never a reference; another
+name that implementation, or a ValueError saying why it cannot run the
+layer. The ``auto`` rules are a table measured once and written down
+(below, with the figures in ``benchmarks/PERFORMANCE.md``), never a timing
+at run time: the same layer always runs the same arithmetic on a machine,
+so the same ``random_state`` gives the same weights run after run. The
+environment variable ``PYCONVNET_CONV`` replaces ``"auto"`` for every layer
+(tests and benchmarks force an implementation this way, or with the
+``implementation`` argument of ``ops.conv2d``).
 """
 import os
 from dataclasses import dataclass, field
