@@ -236,6 +236,13 @@ class Conv2D(Layer):
         return (next_layer.kind == "batchnorm" and not self.has_bias
                 and self.activation == "identity")
 
+    def stats_buffer(self, batch_size):
+        """The training array (batch, F, 2) that the forward pass fills with
+        each output plane's sum and squared deviations for the batch norm
+        it feeds (``forward``'s ``stats``)."""
+        return self._buffer("stats", (batch_size, self.out_shape[0], 2),
+                            np.float64, True)
+
     def to_onnx(self, graph, x):
         weight = graph.constant("conv_w", self.weight)
         bias = graph.constant("conv_b", self.bias if self.has_bias else

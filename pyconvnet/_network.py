@@ -216,9 +216,7 @@ class Network:
                 fused["stats"], stats = stats, None
             elif (training and self.fuse and self.conv_bn_stats
                     and k + 1 < len(stages) and layer.folds(stages[k + 1][0])):
-                stats = fused["stats"] = layer._buffer(
-                    "stats", (x.shape[0], layer.out_shape[0], 2), np.float64,
-                    True)
+                stats = fused["stats"] = layer.stats_buffer(x.shape[0])
             if layer.uses_sample_weight:
                 x = layer.forward(x, training, sample_weight, **fused)
             else:

@@ -148,6 +148,8 @@ cdef enum:
 # a few percent of each other, 64 and 512 up to 20% slower; one group for
 # the whole batch left a thread idle.
 GROUP_TILES = 192
+# The channels the transforms take at a time in this build (winograd.h).
+LANES = PCN_WL
 MIN_GROUPS = 4
 
 
@@ -540,8 +542,11 @@ def conv2d_backward(
         U_view = _transformed_weights(weight, &g, buffer) if U_in is None else U_in
         U = &U_view[0]
         if own:
-            UT_view = np.ascontiguousarray(
-                np.asarray(U_view).reshape(AA, K, F).transpose(0, 2, 1))
+            # U's transpose for dM @ U^T, in an array the layer lends
+            # (rebuilt every step, never reallocated).
+            UT_arr = _array(buffer, "UT", (AA, F, K), dtype)
+            np.copyto(UT_arr, np.asarray(U_view).reshape(AA, K, F).transpose(0, 2, 1))
+            UT_view = UT_arr
             UT = &UT_view[0, 0, 0]
     # One thread's scratch: [blocked sample (the input, then the input
     # gradient) | V | activation gradient of a sample | blocked output

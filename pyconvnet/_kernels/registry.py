@@ -203,7 +203,7 @@ def _winograd_geometry(geometry):
 def winograd_lanes():
     """Channels the Winograd transforms take at a time in the build that
     runs."""
-    return 16 if current_isa() == "avx512" else 8
+    return conv_module("conv_winograd").LANES
 
 
 def _auto_winograd4(geometry, dtype, batch):
