@@ -13,6 +13,7 @@ import numpy as np
 
 from . import ConvNetClassifier, __version__, openmp_enabled
 from ._augment import AUGMENT_KINDS
+from ._spec import POOL
 from ._threads import effective_n_threads
 
 # The estimator's parameter behind each option, so that the estimator's own
@@ -25,6 +26,7 @@ OPTIONS = {
     "activation": "--activation", "dropout": "--dropout",
     "batch_norm": "--batch-norm", "solver": "--solver", "alpha": "--alpha",
     "augment": "--augment", "early_stopping": "--early-stopping",
+    "label_smoothing": "--label-smoothing",
     "random_state": "--random-state", "n_threads": "--threads",
 }
 
@@ -57,6 +59,7 @@ def _with_options(message):
     """The estimator's error message, in the command line's words."""
     message = message.replace("The '", "'").replace(" parameter of ConvNetClassifier", "")
     message = message.replace("n_threads must be None, an int", "--threads must be an int")
+    message = message.replace("pooling=None", "pooling none")
     names = "|".join(sorted(OPTIONS, key=len, reverse=True))
     return re.sub(rf"'?(?<![\w-])({names})(?!\w)'?",
                   lambda match: OPTIONS[match.group(1)], message)
@@ -102,7 +105,9 @@ def main(argv=None):
                         default=None, help="augment training batches on the fly")
     parser.add_argument("--conv-layers", default="20:5,40:5",
                         help="conv layers as FILTERS:KERNEL[:STRIDE][,...] "
-                        "(default: %(default)s, Nielsen's two conv-pool layers)")
+                        "(default: %(default)s, Nielsen's two conv-pool layers); "
+                        "with 'pool' entries, pooling only where they stand "
+                        "(32:3,32:3,pool,64:3,64:3,pool)")
     parser.add_argument("--hidden", default="100",
                         help="fully connected layer sizes, comma-separated "
                         "(default: %(default)s)")
@@ -133,6 +138,8 @@ def main(argv=None):
     parser.add_argument("--activation",
                         choices=["relu", "sigmoid", "logistic", "tanh", "identity"],
                         default="relu", help="activation (default: %(default)s)")
+    parser.add_argument("--label-smoothing", type=_number(float), default=0.0,
+                        help="label smoothing (default: %(default)s)")
     parser.add_argument("--dropout", type=_number(float), default=0.0,
                         help="dropout on the fully connected layers (default: %(default)s)")
     parser.add_argument("--threads", type=_number(int), default=None,
@@ -154,12 +161,13 @@ def main(argv=None):
     # option, never a traceback after a long load.
     try:
         conv_layers = tuple(
-            tuple(int(v) for v in spec.split(":")) for spec in args.conv_layers.split(",")
+            spec if spec == POOL else tuple(int(v) for v in spec.split(":"))
+            for spec in args.conv_layers.split(",") if spec
         )
         hidden = tuple(int(v) for v in args.hidden.split(",") if v)
     except ValueError:
-        parser.error("--conv-layers takes FILTERS:KERNEL[:STRIDE],... and "
-                     "--hidden takes N,... (integers)")
+        parser.error(f"--conv-layers takes FILTERS:KERNEL[:STRIDE] and {POOL} "
+                     "entries, comma-separated, and --hidden takes N,... (integers)")
     model = ConvNetClassifier(
         conv_layers=conv_layers,
         hidden_layer_sizes=hidden,
@@ -173,6 +181,7 @@ def main(argv=None):
         alpha=args.alpha,
         learning_rate=args.schedule,
         augment=args.augment,
+        label_smoothing=args.label_smoothing,
         early_stopping=args.early_stopping,
         batch_size=args.batch_size,
         learning_rate_init=args.learning_rate,

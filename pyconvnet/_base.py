@@ -9,6 +9,7 @@ the add-ons (``pyconvnet.save``/``load``, ``onnx``, ``plot``, ``dask``) use.
 A subclass encodes its targets, names its output head (``_losses``) and
 predicts and scores: ``ConvNetClassifier``.
 """
+import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -25,7 +26,7 @@ from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
 from ._optimizers import SGD, Adam
-from ._spec import ACTIVATIONS, ALIASES, build_spec
+from ._spec import ACTIVATIONS, ALIASES, POOL, build_spec
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
 
@@ -37,26 +38,38 @@ PREDICT_BYTES = 256 * 2**20
 
 
 def _check_conv_layers(conv_layers):
-    """Normalise conv_layers to a tuple of (n_filters, (kh, kw), (sh, sw))."""
-    try:
-        specs = list(conv_layers)
-    except TypeError:
+    """Normalise conv_layers to a tuple of (n_filters, (kh, kw), (sh, sw))
+    entries and POOL markers."""
+    if isinstance(conv_layers, str):
         specs = None
+    else:
+        try:
+            specs = list(conv_layers)
+        except TypeError:
+            specs = None
     if specs is None:
         raise ValueError(
             "conv_layers must be a sequence of (n_filters, kernel_size) or "
-            f"(n_filters, kernel_size, stride) tuples, got {conv_layers!r}"
+            f"(n_filters, kernel_size, stride) tuples and {POOL!r} markers, "
+            f"got {conv_layers!r}"
         )
     out = []
     for spec in specs:
+        if isinstance(spec, str):
+            if spec != POOL:
+                raise ValueError(
+                    f"the only string conv_layers takes is {POOL!r} (pooling "
+                    f"at that point), got {spec!r}")
+            out.append(POOL)
+            continue
         try:
             parts = list(spec)
         except TypeError:
             parts = []
         if len(parts) not in (2, 3):
             raise ValueError(
-                "each entry of conv_layers must be (n_filters, kernel_size) or "
-                f"(n_filters, kernel_size, stride), got {spec!r}"
+                "each entry of conv_layers must be (n_filters, kernel_size), "
+                f"(n_filters, kernel_size, stride) or {POOL!r}, got {spec!r}"
             )
         try:
             n_filters = _geometry.pair(parts[0], "n_filters")[0]
@@ -436,8 +449,13 @@ class BaseConvNet(BaseEstimator):
         if p["image_shape"] is not None:
             image_shape = _check_sizes(p["image_shape"], "image_shape")
             image_shape = (1,) * (3 - len(image_shape)) + image_shape
+        conv_layers = _check_conv_layers(p["conv_layers"])
+        if POOL in conv_layers and p["pooling"] is None:
+            raise ValueError(
+                f"conv_layers has {POOL!r} entries but pooling=None: set "
+                f"pooling to 'max', 'l2' or 'avg', or drop the {POOL!r} entries")
         return {
-            "conv_layers": _check_conv_layers(p["conv_layers"]),
+            "conv_layers": conv_layers,
             "padding": p["padding"],
             "pooling": p["pooling"],
             "pool_size": pool,
@@ -708,6 +726,11 @@ class BaseConvNet(BaseEstimator):
                 "pyconvnet.save/load checks a model file instead of trusting it.",
                 UserWarning,
             )
+        # A hyperparameter added since the pickle was made takes its default.
+        defaults = inspect.signature(type(self).__init__).parameters
+        for name in self._get_param_names():
+            if name not in state and defaults[name].default is not inspect.Parameter.empty:
+                state[name] = defaults[name].default
         super().__setstate__(state)
         if "_network" in self.__dict__:
             self._adopt_older_network()

@@ -5,8 +5,11 @@ multi-label indicator matrix), the output head (softmax or a sigmoid per
 label), ``predict_proba``/``predict`` and the accuracy early stopping
 follows — lives here; everything else in ``BaseConvNet``.
 """
+from numbers import Real
+
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       check_classification_targets,
                                       type_of_target)
@@ -26,12 +29,16 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
 
     Parameters
     ----------
-    conv_layers : sequence of tuples, default=((20, 5), (40, 5))
+    conv_layers : sequence of tuples and "pool", default=((20, 5), (40, 5))
         One ``(n_filters, kernel_size)`` or ``(n_filters, kernel_size,
         stride)`` per convolutional layer; ``kernel_size`` and ``stride`` are
-        ints or (h, w) pairs. Each layer is followed by the activation and a
-        pooling layer. The default is the two conv-pool layers of Nielsen's
-        chapter 6 network. A kernel larger than its input is shrunk to it.
+        ints or (h, w) pairs. Each layer is followed by the activation and,
+        when no entry is "pool", by a pooling layer. With "pool" entries,
+        pooling happens only where they stand, which builds blocks of
+        convolutions: ``((32, 3), (32, 3), "pool", (64, 3), (64, 3),
+        "pool")``. The default is the two conv-pool layers of Nielsen's
+        chapter 6 network. A kernel larger than its input is shrunk to it
+        (and a pooling window too; one that fits to 1x1 is left out).
     padding : {"same", "valid"}, default="same"
         "same" pads each convolution's input with ``(kernel_size - 1) // 2``
         zeros on each side, so odd kernels at stride 1 keep the image size
@@ -39,9 +46,9 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         on small images (8x8 digits) this is worth about a point of accuracy.
         "valid" (no padding) is Nielsen's and LeNet's choice.
     pooling : {"max", "l2", "avg"} or None, default="max"
-        Pooling after each convolutional layer: the maximum, the L2 norm
-        (square root of the sum of squares) or the mean of each window;
-        None for no pooling.
+        Pooling after each convolutional layer (or where ``conv_layers``
+        places it): the maximum, the L2 norm (square root of the sum of
+        squares) or the mean of each window; None for no pooling.
     pool_size : int or (int, int), default=2
         The pooling window, also its stride (windows do not overlap). A
         window larger than its input is shrunk to it.
@@ -137,17 +144,31 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         input, which keeps its precision (as in MLPClassifier). Pass
         "float32" to train float64 data at single precision, about twice as
         fast.
-    augment : {"shift", "translate", "flip", "shift+flip", "translate+flip"} or None, default=None
+    augment : str or None, default=None
         Augment each training batch on the fly: "shift" is Nielsen's
         expansion (each image left as it is or moved one pixel up, down,
         left or right with zero fill, with equal chance), "translate" moves
         each image by a random offset of up to 2 pixels along each axis
         (pad and crop, zero fill; for clothing and digits alike), "flip"
         mirrors images left-right with probability 1/2 (for clothing, not
-        digits).
+        digits), "erase" is random erasing (Zhong et al. 2017: in half the
+        images a rectangle of 2% to 40% of the area, of random shape and
+        place, is filled with noise over the batch's range of values).
+        Combine them with "+" in that order ("shift" or "translate", then
+        "flip", then "erase"; e.g. "flip+erase").
         Only training batches are changed — never the validation split, nor
         a cross-validation test fold — and no enlarged copy of the data is
         kept. Grid-searchable.
+    label_smoothing : float in [0, 1), default=0.0
+        Label smoothing (Szegedy et al. 2016): train towards the target
+        ``(1 - label_smoothing) * onehot + label_smoothing / n_classes``
+        instead of the one-hot class (for multi-label y, each label towards
+        ``(1 - label_smoothing) * y + label_smoothing / 2``). It keeps the
+        network from pushing its scores ever higher on training images it
+        already classifies, a regularisation that pays on data with
+        ambiguous classes; ``predict_proba`` is then less confident by
+        design. ``loss_curve_`` reports the smoothed loss, whose floor is
+        above 0.
 
     Attributes
     ----------
@@ -185,6 +206,62 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         "softmax".
     """
 
+    _parameter_constraints = {
+        **BaseConvNet._parameter_constraints,
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        conv_layers=((20, 5), (40, 5)),
+        padding="same",
+        pooling="max",
+        pool_size=2,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        dropout=0.0,
+        batch_norm=False,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=100,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        image_shape=None,
+        n_threads=None,
+        dtype=None,
+        augment=None,
+        label_smoothing=0.0,
+    ):
+        super().__init__(
+            conv_layers, padding, pooling, pool_size, hidden_layer_sizes, activation,
+            dropout=dropout, batch_norm=batch_norm, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            image_shape=image_shape, n_threads=n_threads, dtype=dtype,
+            augment=augment,
+        )
+        self.label_smoothing = label_smoothing
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over the given batch of data.

@@ -474,6 +474,8 @@ class Pool2D(Layer):
         return y
 
     def backward(self, dy):
+        if not self.input_grad:     # pooling the input image
+            return None
         x, y, cache = self._saved
         dx = self._buffer("dx", x.shape, x.dtype, True)
         return ops._pool_backward(np.ascontiguousarray(dy), x, y, cache,

@@ -13,6 +13,14 @@ names the loss on top (``LOSSES``):
 
 Every loss is a weighted mean over the samples: ``sum_i w_i l_i / sum_i
 w_i``, so that a weight of 2 means "this sample twice".
+
+The classification heads take label smoothing ``eps`` (Szegedy et al.
+2016): the target of each output moves from 0 or 1 towards the uniform
+guess, ``(1 - eps) * y + eps / K`` for the softmax over K classes and
+``(1 - eps) * y + eps / 2`` for each label's sigmoid. The network then is
+never pushed to ever larger scores for a training label it already gets
+right, which keeps it from overconfidence on data with noisy or
+ambiguous labels (a shirt that could be a T-shirt).
 """
 import numpy as np
 from scipy.special import expit
@@ -35,9 +43,10 @@ class Loss:
     #: the last row of the architecture summary
     summary = None
 
-    def value_and_grad(self, scores, y, sample_weight, total):
+    def value_and_grad(self, scores, y, sample_weight, total, smoothing=0.0):
         """The weighted mean loss of a batch (``total`` is the weights' sum)
-        and its gradient with respect to the scores, a new array."""
+        and its gradient with respect to the scores, a new array;
+        ``smoothing``: label smoothing's eps, for the heads that take it."""
         raise NotImplementedError
 
     def link(self, scores):
@@ -55,14 +64,21 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax"
     summary = "softmax"
 
-    def value_and_grad(self, scores, y, sample_weight, total):
-        # ``y`` holds class indices.
+    def value_and_grad(self, scores, y, sample_weight, total, smoothing=0.0):
+        # ``y`` holds class indices. With targets q = (1 - eps) onehot +
+        # eps / K the loss is -sum_k q_k log p_k.
         log_p = _log_softmax(scores)
         rows = np.arange(len(y))
-        loss = -float(np.dot(sample_weight, log_p[rows, y])) / total
-        # d loss / d scores = w_i (softmax - onehot) / sum w
+        per_sample = log_p[rows, y]
+        if smoothing:
+            per_sample = ((1 - smoothing) * per_sample
+                          + smoothing * log_p.mean(axis=1, dtype=np.float64))
+        loss = -float(np.dot(sample_weight, per_sample)) / total
+        # d loss / d scores = w_i (softmax - q) / sum w
         grad = np.exp(log_p, out=log_p)
-        grad[rows, y] -= 1
+        grad[rows, y] -= 1 - smoothing
+        if smoothing:
+            grad -= grad.dtype.type(smoothing / scores.shape[1])
         grad *= (sample_weight / total).astype(grad.dtype)[:, None]
         return loss, grad
 
@@ -77,11 +93,13 @@ class SigmoidCrossEntropy(Loss):
     name = "logistic"
     summary = "sigmoid per label"
 
-    def value_and_grad(self, scores, y, sample_weight, total):
-        # ``y`` is the (n, n_labels) 0/1 matrix.
-        # -[y log s(z) + (1 - y) log(1 - s(z))] = log(1 + e^z) - y z, and
-        # d/dz = s(z) - y.
+    def value_and_grad(self, scores, y, sample_weight, total, smoothing=0.0):
+        # ``y`` is the (n, n_labels) 0/1 matrix, smoothed to (1 - eps) y +
+        # eps / 2. -[y log s(z) + (1 - y) log(1 - s(z))] = log(1 + e^z) - y z,
+        # and d/dz = s(z) - y.
         y = y.astype(scores.dtype, copy=False)
+        if smoothing:
+            y = y * scores.dtype.type(1 - smoothing) + scores.dtype.type(smoothing / 2)
         per_sample = (np.logaddexp(0, scores) - y * scores).sum(axis=1)
         loss = float(np.dot(sample_weight, per_sample)) / total
         grad = expit(scores)
@@ -100,7 +118,9 @@ class SquaredError(Loss):
     name = "identity"
     summary = "identity"
 
-    def value_and_grad(self, scores, y, sample_weight, total):
+    def value_and_grad(self, scores, y, sample_weight, total, smoothing=0.0):
+        if smoothing:
+            raise ValueError("label smoothing applies to classification heads only")
         # ``y`` is (n, n_outputs); 1/2 sum_k (z_k - y_k)^2 per sample, whose
         # gradient is z - y.
         y = y.astype(scores.dtype, copy=False).reshape(scores.shape)

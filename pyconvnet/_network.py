@@ -235,7 +235,7 @@ class Network:
 
     predict_log_proba = predict_output
 
-    def train_step_grads(self, x, y, sample_weight, alpha):
+    def train_step_grads(self, x, y, sample_weight, alpha, label_smoothing=0.0):
         """Forward and backward on one batch; fills each layer's grads.
 
         ``y`` is what the loss takes (class indices, a multi-label
@@ -244,11 +244,13 @@ class Network:
         ``alpha / 2 * ||weights||^2 / sum_i w_i`` (scikit-learn's MLP uses
         the batch size where the weights sum is used here; the two agree for
         unit weights, and the sum makes a weight of 2 mean "this sample
-        twice"). Returns the cost.
+        twice"); the loss takes ``label_smoothing`` (``_losses``). Returns
+        the cost.
         """
         scores = self.forward(x, training=True, sample_weight=sample_weight)
         total = float(sample_weight.sum())
-        loss, dy = self.loss.value_and_grad(scores, y, sample_weight, total)
+        loss, dy = self.loss.value_and_grad(scores, y, sample_weight, total,
+                                            label_smoothing)
         for layer, _, _ in reversed(self._stages()):
             dy = layer.backward(dy)
         if alpha:

@@ -24,6 +24,9 @@ from . import _geometry
 ALIASES = {"logistic": "sigmoid"}
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 
+# The entry of ``conv_layers`` that places a pooling layer.
+POOL = "pool"
+
 _SPEC_TYPES = {}
 
 
@@ -240,11 +243,15 @@ def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
     """The network for images of shape (C, H, W) and ``n_outputs`` outputs.
 
     ``conv_layers`` holds ``(n_filters, kernel_size[, stride])`` entries
-    (sizes ints or (h, w) pairs). ``padding`` is "valid" or "same"; every convolution is fitted
-    to its input (``_geometry.ConvGeometry.fit``) and followed, with
+    (sizes ints or (h, w) pairs) and, optionally, ``POOL`` entries.
+    ``padding`` is "valid" or "same"; every convolution is fitted to its
+    input (``_geometry.ConvGeometry.fit``) and followed, with
     ``batch_norm``, by a batch-norm layer that applies the activation (the
-    convolution then has no bias), and by its pooling unless the window
-    fits to 1x1. Every convolution's sizes are checked against the kernels'
+    convolution then has no bias). Pooling of kind ``pooling`` follows
+    every convolution when ``conv_layers`` has no ``POOL`` entry, and only
+    where one is written when it has (blocks of convolutions: ``(32, 3),
+    (32, 3), POOL``); a window that fits to 1x1 pools nothing and is left
+    out. Every convolution's sizes are checked against the kernels'
     limits here (with the im2col workspaces of a backward pass on
     ``n_threads`` threads), every dense layer's too, and the parameters (with
     their gradients and the optimizer's state) against memory: ``fit``
@@ -254,7 +261,25 @@ def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
     layers = []
     shape = tuple(int(v) for v in image_shape)
     activation = ALIASES.get(activation, activation)
-    for number, entry in enumerate(conv_layers, 1):
+    placed = any(isinstance(entry, str) for entry in conv_layers)
+    if placed and pooling is None:
+        raise ValueError(f"conv_layers places pooling ({POOL!r}) but pooling is None")
+
+    def pool(shape):
+        size = _geometry.fit_pool(shape, _geometry.pair(pool_size, "pool_size"))
+        if size is None:
+            return shape
+        layers.append(PoolSpec(shape, pooling, size))
+        return layers[-1].out_shape
+
+    number = 0
+    for entry in conv_layers:
+        if isinstance(entry, str):
+            if entry != POOL:
+                raise ValueError(f"unknown conv_layers entry {entry!r}")
+            shape = pool(shape)
+            continue
+        number += 1
         n_filters = int(entry[0])
         kernel = _geometry.pair(entry[1], "kernel_size")
         stride = _geometry.pair(entry[2], "stride") if len(entry) > 2 else (1, 1)
@@ -269,11 +294,8 @@ def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
         shape = conv.out_shape
         if batch_norm:
             layers.append(BatchNormSpec(shape, activation))
-        size = None if pooling is None else _geometry.fit_pool(
-            shape, _geometry.pair(pool_size, "pool_size"))
-        if size is not None:
-            layers.append(PoolSpec(shape, pooling, size))
-            shape = layers[-1].out_shape
+        if not placed and pooling is not None:
+            shape = pool(shape)
     layers.append(FlattenSpec(shape))
     n_in = layers[-1].out_shape[0]
     for number, n_out in enumerate(hidden_layer_sizes, 1):

@@ -58,6 +58,8 @@ def fit_epochs(model, X, y, sample_weight, incremental, n_threads):
     images = model._images(X)
     max_epochs = 1 if incremental else model.max_iter
     total_weight = float(sample_weight.sum())
+    # A classifier's (an estimator without it trains on its targets as given).
+    smoothing = float(getattr(model, "label_smoothing", 0.0))
     progress = _progress_factory(model.verbose, n_samples, batch_size)
     snapshot = params.copy()
     governor = model.__dict__.get("_governor")
@@ -88,7 +90,8 @@ def fit_epochs(model, X, y, sample_weight, incremental, n_threads):
                     batch = augment_batch(batch, model.augment, rng)
                 governor.start()
                 optimizer.set_progress(progress_before / model.max_iter)
-                loss = network.train_step_grads(batch, y[idx], sw, model.alpha)
+                loss = network.train_step_grads(batch, y[idx], sw, model.alpha,
+                                                smoothing)
                 if not np.isfinite(loss):
                     params[...] = snapshot
                     raise _diverged(f"the training loss became {loss}",

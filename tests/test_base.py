@@ -102,6 +102,14 @@ def test_check_params_checks_network_hyperparameters_too():
         ConvNetClassifier(conv_layers=((0, 3),)).check_params()
     with pytest.raises(ValueError, match="max_iter"):
         ConvNetClassifier(max_iter=0).check_params()
+    ConvNetClassifier(conv_layers=((4, 3), (4, 3), "pool")).check_params()
+    for bad, match in [(((4, 3), "Pool"), "only string"),
+                       (((4, 3), ("pool",)), "each entry"),
+                       (((4, 3), None), "each entry")]:
+        with pytest.raises(ValueError, match=match):
+            ConvNetClassifier(conv_layers=bad).check_params()
+    with pytest.raises(ValueError, match="pool.* entries but pooling=None"):
+        ConvNetClassifier(conv_layers=((4, 3), "pool"), pooling=None).check_params()
 
 
 ADD_ONS = ("_persist.py", "onnx.py", "plot.py", "dask.py", "__main__.py")

@@ -499,6 +499,77 @@ def test_augment_keeps_labels_shapes_and_is_reproducible(kind):
         assert len(seen) == 25
 
 
+def test_augment_kinds_are_every_combination_in_order():
+    from pyconvnet._augment import AUGMENT_KINDS
+
+    assert set(AUGMENT_KINDS) == {
+        "shift", "translate", "flip", "erase", "shift+flip", "translate+flip",
+        "shift+erase", "translate+erase", "flip+erase", "shift+flip+erase",
+        "translate+flip+erase"}
+    for bad in ("flip+shift", "shift+translate", "erase+erase", "rotate"):
+        with pytest.raises(ValueError, match="augment"):
+            ConvNetClassifier(augment=bad).check_params()
+
+
+@pytest.mark.parametrize("kind", ["erase", "translate+flip+erase"])
+def test_random_erasing_fills_one_rectangle_with_noise_in_half_the_samples(kind):
+    from pyconvnet._augment import ERASE_AREA, augment_batch
+
+    rng = np.random.RandomState(0)
+    x = (2 + 3 * rng.rand(2000, 2, 12, 10)).astype(np.float32)   # values in [2, 5]
+    x.setflags(write=False)
+    before = augment_batch(x, kind.replace("erase", "").strip("+") or "flip",
+                           np.random.RandomState(3)) if kind != "erase" else x
+    a = augment_batch(x, kind, np.random.RandomState(3))
+    np.testing.assert_array_equal(a, augment_batch(x, kind, np.random.RandomState(3)))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    changed = a != before
+    erased = changed.any(axis=(1, 2, 3))
+    assert 0.45 < erased.mean() < 0.55
+    low, high = before.min(), before.max()      # translations bring in zeros
+    shares = []
+    for out, was, mask in zip(a[erased], before[erased], changed[erased]):
+        # one rectangle, the same in every channel, noise within the range
+        rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
+        box = np.zeros(mask.shape[1:], bool)
+        box[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+        assert not (mask.any(axis=0) & ~box).any()
+        assert np.array_equal(out[:, ~box], was[:, ~box])
+        assert out[:, box].min() >= low and out[:, box].max() <= high
+        shares.append(box.mean())
+    shares = np.array(shares)
+    # the rectangle's share of the area, up to rounding and clipping
+    assert shares.min() >= 1 / 120 and shares.max() <= 0.6
+    assert ERASE_AREA[0] < np.median(shares) < ERASE_AREA[1]
+
+
+def test_label_smoothing_keeps_probabilities_off_the_corners(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    params = {**SMALL, "max_iter": 60, "tol": 0, "learning_rate_init": 0.01}
+    sharp = _quiet_fit(ConvNetClassifier(**params), X, y)
+    smooth = _quiet_fit(ConvNetClassifier(**params, label_smoothing=0.2), X, y)
+    # Without smoothing training drives the right class's probability to 1;
+    # with eps = 0.2 its target is 1 - eps + eps / 10 = 0.82.
+    assert sharp.predict_proba(X).max(axis=1).mean() > 0.97
+    top = smooth.predict_proba(X).max(axis=1)
+    assert abs(np.median(top) - 0.82) < 0.05 and np.quantile(top, 0.9) < 0.9
+    assert smooth.score(X, y) > 0.9
+    # The loss is the smoothed one: its floor is the targets' entropy.
+    q = np.full(10, 0.02)
+    q[0] = 0.82
+    assert smooth.loss_ > -np.sum(q * np.log(q)) - 1e-3
+    # multi-label: each label's target is 0.1 or 0.9
+    Y = np.stack([y % 2, y >= 5], axis=1)
+    multi = _quiet_fit(ConvNetClassifier(**params, label_smoothing=0.2), X, Y)
+    proba = multi.predict_proba(X)
+    assert 0.75 < np.median(proba[Y == 1]) < 0.95 and 0.05 < np.median(proba[Y == 0]) < 0.25
+    assert (multi.predict(X) == Y).mean() > 0.9
+    for bad in (-0.1, 1.0, "0.1"):
+        with pytest.raises((ValueError, TypeError), match="label_smoothing"):
+            ConvNetClassifier(label_smoothing=bad).fit(X, y)
+
+
 def test_cosine_schedule_in_fit_and_partial_fit(digits):
     """The step follows lr0 * (1 + cos(pi * epochs_done / max_iter)) / 2 per
     batch, for both solvers: each fit runs the whole schedule, partial_fit
@@ -595,6 +666,7 @@ def test_architecture_summary_columns_line_up(digits, params):
     ["--hidden", "0"], ["--batch-size", "0"], ["--learning-rate", "-1"],
     ["--learning-rate", "nan"], ["--dropout", "1.0"], ["--test-size", "2"],
     ["--test-size", "0"], ["--conv-layers", "0:5"], ["--conv-layers", "4x3"],
+    ["--conv-layers", "4:3,Pool"], ["--conv-layers", "4:3,pool", "--pooling", "none"],
     ["--data-home", "no/such/folder", "--dataset", "fashion-mnist"],
 ])
 def test_main_job_usage_errors_before_loading(argv, capsys, monkeypatch):
@@ -823,6 +895,8 @@ def test_prediction_batches_shrink_for_large_images(monkeypatch):
     (["--threads", "0"], "--threads"), (["--pool-size", "0"], "--pool-size"),
     (["--conv-layers", "0:3"], "--conv-layers"), (["--hidden", "0"], "--hidden"),
     (["--schedule", "warp"], "--schedule"), (["--augment", "rotate"], "--augment"),
+    (["--conv-layers", "4:3,pool", "--pooling", "none"], "--pooling none"),
+    (["--label-smoothing", "1"], "--label-smoothing"),
 ])
 def test_main_job_names_the_bad_option_before_loading(argv, option, capsys, monkeypatch):
     import pyconvnet.__main__ as cli
@@ -847,12 +921,16 @@ def test_main_job_passes_every_new_option_to_the_estimator(monkeypatch):
 
     monkeypatch.setattr(cli.ConvNetClassifier, "fit", fit)
     argv = ["--augment", "translate+flip", "--batch-norm", "--solver", "sgd",
+            "--conv-layers", "8:3,8:3:2,pool,16:3", "--label-smoothing", "0.1",
             "--schedule", "cosine", "--padding", "valid", "--pool-size", "3",
             "--alpha", "0.01", "--early-stopping", "--no-mlp", "--quiet"]
     with pytest.raises(KeyboardInterrupt):
         cli.main(argv)
     assert {k: seen[k] for k in ("augment", "batch_norm", "solver", "learning_rate",
-                                 "padding", "pool_size", "alpha", "early_stopping")} == {
+                                 "padding", "pool_size", "alpha", "early_stopping",
+                                 "conv_layers", "label_smoothing")} == {
+        "label_smoothing": 0.1,
+        "conv_layers": ((8, 3), (8, 3, 2), "pool", (16, 3)),
         "augment": "translate+flip", "batch_norm": True, "solver": "sgd",
         "learning_rate": "cosine", "padding": "valid", "pool_size": 3,
         "alpha": 0.01, "early_stopping": True}

@@ -6,6 +6,8 @@ from pyconvnet import ConvNetClassifier
 @parametrize_with_checks([
     ConvNetClassifier(random_state=0),
     ConvNetClassifier(batch_norm=True, learning_rate="cosine", random_state=0),
+    ConvNetClassifier(conv_layers=((4, 3), (4, 3), "pool", (6, 3), "pool"),
+                      batch_norm=True, random_state=0),
 ])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

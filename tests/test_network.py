@@ -49,6 +49,42 @@ def test_network_gradient_matches_central_differences(activation, pooling, paddi
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("conv_layers", [
+    ((3, 3), (4, 3), "pool", (4, (2, 3))),          # a block, then a convolution
+    ("pool", (3, 3), (4, 3)),                       # pooling the input first
+    ((3, 3), "pool", "pool"),                       # pooling twice
+])
+@pytest.mark.parametrize("pooling", ["max", "l2", "avg"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_block_network_gradient_matches_central_differences(conv_layers, pooling,
+                                                            batch_norm):
+    rng = np.random.RandomState(0)
+    spec = build_spec((2, 8, 7), 3, conv_layers, "same", pooling, 2, (5,), "tanh",
+                      0.0, batch_norm=batch_norm)
+    pools = [layer.kind for layer in spec.layers].count("pool")
+    assert pools == conv_layers.count("pool")       # only where written
+    net = build_network(spec, rng, np.float64)
+    for p in net.params:
+        p += rng.uniform(0.05, 0.2, p.shape)
+    x = rng.standard_normal((4, 2, 8, 7))
+    y = np.array([0, 2, 1, 2])
+    sw = np.array([1.0, 0.5, 2.0, 1.5])
+    net.train_step_grads(x, y, sw, 0.01)
+    analytic = [g.copy() for g in net.grads]
+    owners = [(layer, i) for layer in net.layers for i in range(len(layer.params))]
+    for (layer, i), param, grad in zip(owners, net.params, analytic):
+        if layer.kind == "batchnorm" and i >= 2:
+            continue                                # running statistics
+        def cost(value, param=param):
+            saved = param.copy()
+            param[...] = value
+            c = net.train_step_grads(x, y, sw, 0.01)
+            param[...] = saved
+            return c
+        np.testing.assert_allclose(grad, ref.numerical_grad(cost, param),
+                                   rtol=1e-5, atol=1e-7)
+
+
 def test_cost_is_weighted_mean_log_likelihood():
     rng = np.random.RandomState(1)
     net = _net((1, 4, 4), 2, ((2, 3),), "valid", "max", 2, (3,),

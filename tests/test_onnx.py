@@ -54,6 +54,9 @@ ARCHITECTURES = [
     dict(activation="identity", pooling="l2"),
     dict(batch_norm=True, pooling="max"),
     dict(batch_norm=True, activation="tanh", padding="valid", pooling="avg"),
+    # blocks: pooling only where written
+    dict(conv_layers=((4, 3), (4, 3), "pool", (6, 3)), pooling="max"),
+    dict(conv_layers=("pool", (4, 3), (6, 3), "pool"), batch_norm=True, pooling="l2"),
 ]
 
 

@@ -98,6 +98,15 @@ def test_plot_feature_maps_shows_batch_norm_output(digits):
     assert rows[1] == "batch-norm, relu: 6x8x8" and len(rows) == 5
 
 
+def test_plot_feature_maps_of_a_block_network(digits):
+    X, y = digits
+    model = _fit(X[:300], y[:300], conv_layers=((4, 3), (4, 3), "pool", (6, 3)))
+    fig = plot_feature_maps(model, X[0])
+    rows = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    assert rows[1:] == ["conv 4@3x3 pad 1x1, relu: 4x8x8", "conv 4@3x3 pad 1x1, relu: 4x8x8",
+                        "max-pool 2x2: 4x4x4", "conv 6@3x3 pad 1x1, relu: 6x4x4"]
+
+
 def test_plot_learning_curves(model, digits):
     fig = plot_learning_curves(model)
     ax = fig.axes[0]

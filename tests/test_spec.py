@@ -58,3 +58,33 @@ def test_batch_norm_refuses_a_training_batch_of_one_value_per_map():
     assert bn.kind == "batchnorm" and bn.training_batch_problem(2) is None
     problem = _spec_of(image_shape=(1, 1, 1), conv_layers=((2, 1),)).layers[1]
     assert "{layer}" in problem.training_batch_problem(1)
+
+
+def test_pool_entries_place_pooling_only_where_written():
+    spec = _spec_of(conv_layers=((4, 3), (4, 3), "pool", (5, 3), (5, 3), "pool"),
+                    batch_norm=False)
+    kinds = [layer.kind for layer in spec.layers]
+    assert kinds[:6] == ["conv", "conv", "pool", "conv", "conv", "pool"]
+    assert spec.layers[2].in_shape == (4, 9, 8) and spec.layers[2].out_shape == (4, 4, 4)
+    assert spec.layers[5].out_shape == (5, 2, 2)
+    with_bn = [layer.kind for layer in _spec_of(
+        conv_layers=((4, 3), (4, 3), "pool")).layers]
+    assert with_bn[:5] == ["conv", "batchnorm", "conv", "batchnorm", "pool"]
+    # Pooling the input, and a window that fits to 1x1 is left out.
+    first = _spec_of(image_shape=(1, 4, 4), conv_layers=("pool", (3, 3), "pool", "pool"))
+    assert [layer.kind for layer in first.layers][:5] == [
+        "pool", "conv", "batchnorm", "pool", "flatten"]
+    # Without a "pool" entry every convolution is followed by its pooling.
+    assert [layer.kind for layer in _spec_of(batch_norm=False).layers][:4] == [
+        "conv", "pool", "conv", "pool"]
+    again = _spec.NetworkSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+
+
+@pytest.mark.parametrize("conv_layers, pooling, match", [
+    (((4, 3), "pool"), None, "pooling is None"),
+    (((4, 3), "avg"), "max", "unknown"),
+])
+def test_pool_entries_refuse_what_they_cannot_place(conv_layers, pooling, match):
+    with pytest.raises(ValueError, match=match):
+        _spec_of(conv_layers=conv_layers, pooling=pooling)
