@@ -142,6 +142,16 @@ def test_pickle_from_another_version_warns(fitted):
         pickle.loads(tampered)
 
 
+def test_pickle_from_before_a_hyperparameter_existed_takes_its_default(fitted):
+    model, X = fitted
+    state = model.__getstate__()
+    del state["label_smoothing"]        # a pickle from before it was added
+    restored = ConvNetClassifier.__new__(ConvNetClassifier)
+    restored.__setstate__(state)
+    assert restored.get_params() == model.get_params()
+    np.testing.assert_array_equal(restored.predict_proba(X), model.predict_proba(X))
+
+
 def _round_trips(model, tmp_path):
     import joblib
 
