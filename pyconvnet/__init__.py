@@ -1,4 +1,4 @@
-"""pyconvnet: convolutional networks as a scikit-learn classifier."""
+"""pyconvnet: convolutional networks as scikit-learn estimators."""
 __version__ = "0.3.0"
 
 
@@ -33,7 +33,8 @@ except ImportError as exc:
         "folder to use an installed pyconvnet."
     ) from exc
 from ._classifier import ConvNetClassifier  # noqa: E402
+from ._regressor import ConvNetRegressor  # noqa: E402
 from ._persist import load, save  # noqa: E402
 from ._threads import openmp_enabled  # noqa: E402
 
-__all__ = ["ConvNetClassifier", "ops", "save", "load", "openmp_enabled", "__version__"]
+__all__ = ["ConvNetClassifier", "ConvNetRegressor", "ops", "save", "load", "openmp_enabled", "__version__"]

@@ -228,6 +228,11 @@ class BaseConvNet(BaseEstimator):
     def _validate_X(self, X, y=None, reset=True):
         """Validate X (and y); return the 2-D X, y and X's image shape if nd."""
         nd_shape = None
+        if (hasattr(X, "__array__") and not hasattr(X, "dtype")
+                and not hasattr(X, "columns") and not sparse.issparse(X)):
+            # An array in another wrapper: its values' precision decides the
+            # network's, as for the array itself.
+            X = np.asarray(X)
         ndim = getattr(X, "ndim", None)
         if ndim is None and isinstance(X, (list, tuple)):
             ndim = np.ndim(X)
@@ -251,7 +256,8 @@ class BaseConvNet(BaseEstimator):
         if y is None:
             X = validate_data(self, X, **kwargs)
         else:
-            X, y = validate_data(self, X, y, multi_output=True, **kwargs)
+            X, y = validate_data(self, X, y, multi_output=True,
+                                 y_numeric=self._y_numeric, **kwargs)
             if sparse.issparse(y):
                 y = y.toarray()
         return X, y, nd_shape
@@ -371,6 +377,8 @@ class BaseConvNet(BaseEstimator):
 
     #: whether the early-stopping split is stratified by the targets
     _stratify_validation = False
+    #: whether y must be numbers (a regressor's targets)
+    _y_numeric = False
 
     def _validation_score(self, X_val, y_val, sw_val):
         """The score early stopping follows, on the held-out split."""

@@ -1,6 +1,6 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pyconvnet import ConvNetClassifier
+from pyconvnet import ConvNetClassifier, ConvNetRegressor
 
 
 @parametrize_with_checks([
@@ -8,6 +8,9 @@ from pyconvnet import ConvNetClassifier
     ConvNetClassifier(batch_norm=True, learning_rate="cosine", random_state=0),
     ConvNetClassifier(conv_layers=((4, 3), (4, 3), "pool", (6, 3), "pool"),
                       batch_norm=True, random_state=0),
+    ConvNetRegressor(random_state=0),
+    ConvNetRegressor(conv_layers=((4, 3), (4, 3), "pool"), batch_norm=True,
+                     learning_rate="cosine", random_state=0),
 ])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
