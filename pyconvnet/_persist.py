@@ -1,8 +1,11 @@
-"""Saving and loading a fitted ConvNetClassifier without pickle.
+"""Saving and loading a fitted ConvNetClassifier or ConvNetRegressor without
+pickle.
 
 Loading a pickle runs code; loading a model should not have to. ``save``
 writes one ``.npz`` archive: the weights as plain arrays, and the
-hyperparameters, fitted attributes and pyconvnet version as JSON text.
+hyperparameters, fitted attributes, the estimator's class and pyconvnet
+version as JSON text, and the targets' encoding (a classifier's classes, a
+regressor's standardisation) as arrays (``_TARGETS``).
 ``load`` reads it with ``allow_pickle=False``, rebuilds the network from the
 hyperparameters and checks every stored array against the shape and dtype
 the network expects (and the optimizer's state, so that training continues
@@ -45,30 +48,107 @@ def _tupled(value):
 _FITTED_LISTS = ("loss_curve_", "validation_scores_")
 
 
+class _ClassifierTargets:
+    """A classifier's classes (or a multi-label model's label columns):
+    member ``classes``; the file's ``multilabel`` picks the head."""
+
+    members = ("classes",)
+
+    @staticmethod
+    def arrays(model):
+        classes = np.asarray(model.classes_)
+        if classes.dtype == object:
+            classes = np.asarray(classes.tolist())
+            if classes.dtype == object:
+                raise TypeError("classes_ of mixed types cannot be saved without pickle")
+        return {"classes": classes}
+
+    @staticmethod
+    def check_headers(headers, meta):
+        """(number of outputs, head) from the members' headers."""
+        shape, dtype = headers["classes"][:2]
+        if (len(shape) != 1 or not 2 <= shape[0] <= _MAX_CLASSES
+                or dtype.hasobject or dtype.kind not in "biufUS"):
+            raise ValueError(f"bad classes: shape {shape}, dtype {dtype}")
+        multilabel = meta.get("multilabel", False)      # absent in older files
+        if not isinstance(multilabel, bool):
+            raise ValueError(f"multilabel must be a bool, got {multilabel!r}")
+        return shape[0], "logistic" if multilabel else "softmax"
+
+    @staticmethod
+    def set(model, arrays, head):
+        classes = arrays["classes"]
+        if len(np.unique(classes)) != len(classes):
+            raise ValueError("classes are not unique")
+        if head == "logistic" and not np.array_equal(classes, np.arange(len(classes))):
+            raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
+        model.classes_ = classes
+
+
+class _RegressorTargets:
+    """A regressor's standardisation of its targets: members ``y_mean``
+    and ``y_scale``, one float64 per output."""
+
+    members = ("y_mean", "y_scale")
+
+    @staticmethod
+    def arrays(model):
+        return {"y_mean": np.asarray(model.y_mean_, np.float64),
+                "y_scale": np.asarray(model.y_scale_, np.float64)}
+
+    @staticmethod
+    def check_headers(headers, meta):
+        shapes = {tuple(h[0]) for h in headers.values()}
+        dtypes = {h[1] for h in headers.values()}
+        if (len(shapes) != 1 or dtypes != {np.dtype(np.float64)}
+                or len(next(iter(shapes))) != 1
+                or not 1 <= next(iter(shapes))[0] <= _MAX_CLASSES):
+            raise ValueError(f"bad target scaling: shapes {sorted(shapes)}, "
+                             f"dtypes {sorted(map(str, dtypes))}")
+        return next(iter(shapes))[0], "identity"
+
+    @staticmethod
+    def set(model, arrays, head):
+        mean, scale = arrays["y_mean"], arrays["y_scale"]
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()
+                and (scale > 0).all()):
+            raise ValueError("the target scaling must be finite, with positive scales")
+        model.n_outputs_ = len(mean)
+        model.y_mean_, model.y_scale_ = mean, scale
+
+
+def _estimators():
+    """Each estimator a file can hold, by class name, with its targets."""
+    from ._classifier import ConvNetClassifier
+    from ._regressor import ConvNetRegressor
+
+    return {"ConvNetClassifier": (ConvNetClassifier, _ClassifierTargets),
+            "ConvNetRegressor": (ConvNetRegressor, _RegressorTargets)}
+
+
 def save(model, path):
-    """Write a fitted ConvNetClassifier to ``path`` (a ``.npz`` archive).
+    """Write a fitted ConvNetClassifier or ConvNetRegressor to ``path`` (a
+    ``.npz`` archive).
 
     Parameters
     ----------
-    model : ConvNetClassifier, fitted
+    model : ConvNetClassifier or ConvNetRegressor, fitted
     path : str or path-like or file object
     """
     from . import __version__
-    from ._classifier import ConvNetClassifier
 
-    if not isinstance(model, ConvNetClassifier):
-        raise TypeError(f"save takes a ConvNetClassifier, got {type(model).__name__}")
+    known = _estimators()
+    if type(model).__name__ not in known or not isinstance(
+            model, known[type(model).__name__][0]):
+        raise TypeError("save takes a ConvNetClassifier or a ConvNetRegressor, "
+                        f"got {type(model).__name__}")
+    targets = known[type(model).__name__][1]
     # The file describes the network by the hyperparameters: ones changed by
     # set_params since the fit would describe another network (refused).
     state = model.training_state("save")
     params = model.get_params()
     if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
         params["random_state"] = None  # a RandomState object is not data
-    classes = np.asarray(model.classes_)
-    if classes.dtype == object:
-        classes = np.asarray(classes.tolist())
-        if classes.dtype == object:
-            raise TypeError("classes_ of mixed types cannot be saved without pickle")
     network = model.network_
     meta = {
         "format": FORMAT,
@@ -102,7 +182,7 @@ def save(model, path):
                        for name, a in optimizer["arrays"].items()})
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                       for k, v in meta["fitted"].items()}
-    arrays["classes"] = classes
+    arrays.update(targets.arrays(model))
     # UTF-8 JSON text as bytes: readable with any zip tool and numpy.
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     np.savez(path, **arrays)
@@ -201,9 +281,12 @@ def _check_params(cls, params):
     """An estimator of class ``cls`` with ``params`` read from a file, judged
     by the estimator's own checks — and more strictly on one point:
     scikit-learn's validation takes True for an int; a file does not get to."""
+    defaults = cls().get_params()
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"parameters {unknown} are not {cls.__name__}'s")
     model = cls(**params)
     model.check_params()
-    defaults = cls().get_params()
     for key, value in params.items():
         if isinstance(value, bool) and not isinstance(defaults.get(key), bool):
             raise ValueError(f"parameter {key} must not be a bool, got {value!r}")
@@ -237,7 +320,7 @@ def _check_optimizer(stored, model):
     return dict(settings), scalars, kind._state
 
 
-def load(path):
+def load(path, estimator=None):
     """Read a model written by :func:`save`.
 
     The file is checked before anything large is allocated or decompressed:
@@ -247,9 +330,15 @@ def load(path):
     read from the .npy headers, against that architecture. Only then are
     the arrays read, with pickle disabled. Opening a file never runs code.
 
+    Parameters
+    ----------
+    path : str or path-like or file object
+    estimator : {ConvNetClassifier, ConvNetRegressor} or None, default=None
+        The class the file must hold; None takes the one it says it holds.
+
     Returns
     -------
-    model : ConvNetClassifier
+    model : ConvNetClassifier or ConvNetRegressor
         Fitted; predicts exactly as the saved model did, and its
         ``random_state`` drives any further training as in ``fit``.
 
@@ -257,10 +346,15 @@ def load(path):
     ------
     ValueError
         If the file is not a pyconvnet model, is truncated, corrupt or
-        tampered with, or declares an architecture its arrays do not match.
+        tampered with, declares an architecture its arrays do not match, or
+        holds another estimator than ``estimator``.
     """
     from . import __version__
-    from ._classifier import ConvNetClassifier
+
+    known = {cls: name for name, (cls, _) in _estimators().items()}
+    if estimator is not None and estimator not in known:
+        raise TypeError("estimator must be ConvNetClassifier, ConvNetRegressor or "
+                        f"None, got {estimator!r}")
 
     # Whatever a malformed file makes the zip, zlib/lzma, .npy or JSON
     # readers raise (a flipped byte has given NotImplementedError,
@@ -273,7 +367,7 @@ def load(path):
                          f"{type(exc).__name__}: {exc}") from None
     try:
         with archive:
-            model, meta = _load_checked(archive, ConvNetClassifier)
+            model, meta = _load_checked(archive, known.get(estimator))
     except ValueError as exc:
         raise ValueError(f"invalid pyconvnet model file: {exc}") from None
     except Exception as exc:
@@ -288,8 +382,9 @@ def load(path):
     return model
 
 
-def _load_checked(archive, ConvNetClassifier):
-    """The work of :func:`load` on an open archive: check, then read."""
+def _load_checked(archive, expected):
+    """The work of :func:`load` on an open archive: check, then read
+    (``expected``: the estimator class name the file must hold, or None)."""
     infos = {info.filename: info for info in archive.infolist()}
     meta_info = infos.get(_META_KEY + ".npy")
     if meta_info is None:
@@ -308,15 +403,19 @@ def _load_checked(archive, ConvNetClassifier):
     version = meta.get("format_version")
     if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise ValueError(f"unsupported model format version {version!r}")
-    if version >= 2 and meta.get("estimator") != ConvNetClassifier.__name__:
-        raise ValueError(f"the file holds a {meta.get('estimator')!r}, not a "
-                         f"{ConvNetClassifier.__name__}")
+    # Version 1 files held classifiers only.
+    name = meta.get("estimator") if version >= 2 else "ConvNetClassifier"
+    if name not in _estimators():
+        raise ValueError(f"the file holds an unknown estimator {name!r}")
+    if expected is not None and name != expected:
+        raise ValueError(f"the file holds a {name}, not a {expected}")
+    cls, targets = _estimators()[name]
     if not isinstance(meta.get("pyconvnet_version"), str):
         raise ValueError("bad pyconvnet_version")
     if not isinstance(meta["params"], dict):
         raise ValueError("bad params")
     params = {k: _tupled(v) for k, v in meta["params"].items()}
-    model = _check_params(ConvNetClassifier, params)
+    model = _check_params(cls, params)
     # n_threads is not checked against this machine here: a model saved on a
     # 64-core machine with n_threads=32 still loads on a laptop, and fit or
     # predict then refuse the count with a ValueError naming n_threads until
@@ -333,9 +432,6 @@ def _load_checked(archive, ConvNetClassifier):
             for v in image_shape)):
         raise ValueError(f"image_shape must be 3 positive ints, got {image_shape!r}")
     image_shape = tuple(image_shape)
-    multilabel = meta.get("multilabel", False)      # absent in older files
-    if not isinstance(multilabel, bool):
-        raise ValueError(f"multilabel must be a bool, got {multilabel!r}")
     fitted = _check_fitted(meta["fitted"])
     if fitted["n_features_in_"] != int(np.prod(image_shape, dtype=object)):
         raise ValueError("n_features_in_ does not match image_shape")
@@ -345,18 +441,17 @@ def _load_checked(archive, ConvNetClassifier):
             and all(isinstance(v, str) for v in names)):
         raise ValueError("bad feature_names_in")
 
-    # The members: exactly the metadata, the classes and the parameters of
-    # the architecture, each checked from its header before it is read.
-    class_info = infos.get("classes.npy")
-    if class_info is None:
-        raise ValueError("no classes")
-    class_header = _npy_header(archive, class_info)
-    shape, class_dtype = class_header[0], class_header[1]
-    if (len(shape) != 1 or not 2 <= shape[0] <= _MAX_CLASSES
-            or class_dtype.hasobject or class_dtype.kind not in "biufUS"):
-        raise ValueError(f"bad classes: shape {shape}, dtype {class_dtype}")
-    spec = model.network_spec(image_shape, shape[0], dtype,
-                              "logistic" if multilabel else "softmax")
+    # The members: exactly the metadata, the targets' encoding and the
+    # parameters of the architecture, each checked from its header before
+    # it is read.
+    target_headers = {}
+    for member in targets.members:
+        info = infos.get(member + ".npy")
+        if info is None:
+            raise ValueError(f"no {member}")
+        target_headers[member] = (*_npy_header(archive, info), info)
+    n_outputs, head = targets.check_headers(target_headers, meta)
+    spec = model.network_spec(image_shape, n_outputs, dtype, head)
     if version >= 2:
         # The network the file describes must be the one its
         # hyperparameters build here.
@@ -366,7 +461,7 @@ def _load_checked(archive, ConvNetClassifier):
                              "its hyperparameters describe")
     expected = spec.param_shapes
     optimizer = _check_optimizer(meta.get("optimizer"), model)
-    wanted = {_META_KEY + ".npy", "classes.npy"} | {
+    wanted = {_META_KEY + ".npy"} | {m + ".npy" for m in targets.members} | {
         f"param_{i}.npy" for i in range(len(expected))} | {
         f"optimizer_{name}.npy" for name in optimizer[2]}
     if set(infos) != wanted or meta.get("n_params") != len(expected):
@@ -399,11 +494,8 @@ def _load_checked(archive, ConvNetClassifier):
         _check_member_size(info, header)
     # Everything declared matches: now read, into the network built the way
     # fit builds it.
-    classes = _read_member(archive, class_info, class_header)
-    if len(np.unique(classes)) != len(classes):
-        raise ValueError("classes are not unique")
-    if multilabel and not np.array_equal(classes, np.arange(len(classes))):
-        raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
+    target_arrays = {member: _read_member(archive, h[4], h[:4])
+                     for member, h in target_headers.items()}
     weights = []
     for i in range(len(expected)):
         stored = _read_member(archive, *headers[i])
@@ -423,7 +515,7 @@ def _load_checked(archive, ConvNetClassifier):
                 raise ValueError(f"optimizer state {name} holds non-finite values")
         state["optimizer"] = {"settings": settings,
                               "scalars": scalars, "arrays": arrays}
-    model.classes_ = classes
+    targets.set(model, target_arrays, head)
     model.restore(image_shape, dtype.type, spec, weights, state)
     if names is not None:
         model.feature_names_in_ = np.asarray(names, dtype=object)

@@ -97,7 +97,10 @@ def test_tampered_and_truncated_files_raise(fitted, tmp_path):
         (lambda n, d: d.replace(b'"kind": "dense"', b'"kind": "dens3"', 1)
          if n == "__meta__.npy" else d, "not a network spec"),
         (lambda n, d: d.replace(b'"ConvNetClassifier"', b'"ConvNetRegressors"')
-         if n == "__meta__.npy" else d, "holds a 'ConvNetRegressors'"),
+         if n == "__meta__.npy" else d, "unknown estimator 'ConvNetRegressors'"),
+        # A classifier's file that says it holds a regressor.
+        (lambda n, d: d.replace(b'"ConvNetClassifier"', b'"ConvNetRegressor" ')
+         if n == "__meta__.npy" else d, "label_smoothing.* not ConvNetRegressor's"),
         (lambda n, d: d.replace(b'"format_version": 2', b'"format_version": 3')
          if n == "__meta__.npy" else d, "unsupported model format version 3"),
         (lambda n, d: d.replace(b"pyconvnet-model", b"pyconvnet-xxxxx")
@@ -495,3 +498,59 @@ def test_block_network_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     pickled = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(pickled.predict_proba(X), model.predict_proba(X))
+
+
+def _regressor(**params):
+    from pyconvnet import ConvNetRegressor
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    # two targets in different units: ink in the left and right halves
+    Y = np.stack([X.reshape(-1, 8, 8)[:, :, :4].sum(axis=(1, 2)) * 100,
+                  X.reshape(-1, 8, 8)[:, :, 4:].sum(axis=(1, 2)) - 5], axis=1)
+    model = ConvNetRegressor(conv_layers=((4, 3),), hidden_layer_sizes=(12,),
+                             max_iter=3, random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:300], Y[:300])
+    return model, X, Y
+
+
+@pytest.mark.parametrize("params", [{}, {"batch_norm": True, "normalize_y": False}])
+def test_regressor_round_trips_and_says_what_it_is(tmp_path, params):
+    from pyconvnet import ConvNetClassifier, ConvNetRegressor
+
+    model, X, Y = _regressor(**params)
+    path = tmp_path / "regressor.npz"
+    pyconvnet.save(model, path)
+    for loaded in (pyconvnet.load(path), pyconvnet.load(path, estimator=ConvNetRegressor)):
+        assert type(loaded) is ConvNetRegressor
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+        np.testing.assert_array_equal(loaded.y_scale_, model.y_scale_)
+        assert loaded.get_params() == model.get_params() and loaded.n_outputs_ == 2
+    # training continues as the saved model's would (in the same order: the
+    # loaded model's random_state starts afresh)
+    again = pyconvnet.load(path)
+    for m in (model, again):
+        m.set_params(shuffle=False).partial_fit(X[300:400], Y[300:400])
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    with pytest.raises(ValueError, match="holds a ConvNetRegressor, not a ConvNetClassifier"):
+        pyconvnet.load(path, estimator=ConvNetClassifier)
+    with pytest.raises(TypeError, match="estimator must be"):
+        pyconvnet.load(path, estimator=int)
+
+    def bad_scale(name, data):
+        if name == "y_scale.npy":
+            buf = io.BytesIO()
+            np.save(buf, np.array([1.0, -1.0]))
+            return buf.getvalue()
+        return data
+
+    for change, match in [
+        (bad_scale, "positive scales"),
+        (lambda n, d: None if n == "y_mean.npy" else d, "no y_mean"),
+    ]:
+        bad = tmp_path / "bad.npz"
+        _rewrite(path, bad, change)
+        with pytest.raises(ValueError, match=match):
+            pyconvnet.load(bad)
