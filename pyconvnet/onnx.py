@@ -1,17 +1,19 @@
-"""ONNX export: a skl2onnx converter for ConvNetClassifier.
+"""ONNX export: skl2onnx converters for ConvNetClassifier and ConvNetRegressor.
 
-``import pyconvnet.onnx`` registers the converter with skl2onnx, after which
+``import pyconvnet.onnx`` registers the converters with skl2onnx, after which
 ``skl2onnx.to_onnx(model_or_pipeline, X[:1])`` converts a fitted
 ConvNetClassifier alone or inside a pipeline, with the outputs skl2onnx gives
 every classifier: the predicted label and the probabilities (a ZipMap of them
-unless ``options={"zipmap": False}``).
+unless ``options={"zipmap": False}``); a fitted ConvNetRegressor has one
+output, the (N, n_outputs) predictions, as skl2onnx gives every regressor.
 
 Every layer maps to standard ONNX operators: the input rows are reshaped to
 the model's (channels, height, width), then Conv (with its strides and pads;
 a zero bias where batch norm replaced it), BatchNormalization (running
 statistics), Relu / Sigmoid / Tanh, MaxPool / LpPool(p=2) / AveragePool,
 Flatten, MatMul + Add for the dense layers, Softmax (Sigmoid per label for a
-multi-label model). Dropout is the identity at prediction time and is
+multi-label model; for a regressor, Mul + Add undo the targets'
+standardisation). Dropout is the identity at prediction time and is
 omitted. The graph computes in float32 whatever the model's precision
 (onnxruntime has no double-precision convolution on the CPU); its outputs
 take the input's type, as skl2onnx declares them.
@@ -34,8 +36,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from ._classifier import ConvNetClassifier
+from ._regressor import ConvNetRegressor
 
-__all__ = ["convert_convnet_classifier"]
+__all__ = ["convert_convnet_classifier", "convert_convnet_regressor"]
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "logistic": "Sigmoid",
                 "tanh": "Tanh", "identity": None, None: None}
@@ -73,23 +76,14 @@ class _Graph:
 
 def _check_exportable(model):
     if not model.__sklearn_is_fitted__():
-        raise ValueError("this ConvNetClassifier is not fitted yet: fit it before "
-                         "exporting it to ONNX")
+        raise ValueError(f"this {type(model).__name__} is not fitted yet: fit it "
+                         "before exporting it to ONNX")
 
 
-def _layers(graph, model, x):
-    """The network's layers as ONNX nodes from the (N, C, H, W) tensor x
-    (each layer adds its own, ``Layer.to_onnx``); returns the output
-    scores."""
-    for layer in model.network_.layers:
-        x = layer.to_onnx(graph, x)
-    return x
-
-
-def convert_convnet_classifier(scope, operator, container):
-    """skl2onnx converter: operator.inputs[0] is the (N, n_features) or
-    (N, C, H, W) input; outputs[0] the labels, outputs[1] the
-    probabilities."""
+def _scores(scope, operator, container):
+    """The graph of the network (float32) on the operator's input, cast and
+    reshaped to the model's (N, C, H, W) images, each layer adding its own
+    nodes (``Layer.to_onnx``); returns the graph and the output scores."""
     model = operator.raw_operator
     _check_exportable(model)
     graph = _Graph(scope, container, onnx_proto.TensorProto.FLOAT, np.float32)
@@ -98,7 +92,17 @@ def convert_convnet_classifier(scope, operator, container):
     shape = graph.constant("image_shape", [-1, *model.image_shape_],
                            onnx_proto.TensorProto.INT64)
     x = graph.node("Reshape", [x, shape], "images")
-    scores = _layers(graph, model, x)
+    for layer in model.network_.layers:
+        x = layer.to_onnx(graph, x)
+    return graph, x
+
+
+def convert_convnet_classifier(scope, operator, container):
+    """skl2onnx converter: operator.inputs[0] is the (N, n_features) or
+    (N, C, H, W) input; outputs[0] the labels, outputs[1] the
+    probabilities."""
+    model = operator.raw_operator
+    graph, scores = _scores(scope, operator, container)
     # Probabilities in the model's precision, then in the input's type as
     # skl2onnx declared the output.
     out_dtype = guess_proto_type(operator.outputs[1].type)
@@ -156,4 +160,36 @@ update_registered_converter(
     convert_convnet_classifier, parser=_parser,
     options={"zipmap": [True, False, "columns"], "nocl": [True, False],
              "output_class_labels": [False, True]},
+)
+
+
+def convert_convnet_regressor(scope, operator, container):
+    """skl2onnx converter: operator.inputs[0] is the (N, n_features) or
+    (N, C, H, W) input; outputs[0] the (N, n_outputs) predictions, in the
+    input's type as skl2onnx declared it."""
+    model = operator.raw_operator
+    graph, scores = _scores(scope, operator, container)
+    scaled = graph.node("Mul", [scores, graph.constant("y_scale", model.y_scale_)],
+                        "scaled")
+    values = graph.node("Add", [scaled, graph.constant("y_mean", model.y_mean_)],
+                        "values")
+    graph.node("Cast", [values], "values_out", output=operator.outputs[0].full_name,
+               to=guess_proto_type(operator.outputs[0].type))
+
+
+def _regressor_shape(operator):
+    """(N, n_outputs) of the input's float type (float32 for other inputs)."""
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    model = operator.raw_operator
+    _check_exportable(model)
+    n = operator.inputs[0].get_first_dimension()
+    kind = (DoubleTensorType if isinstance(operator.inputs[0].type, DoubleTensorType)
+            else FloatTensorType)
+    operator.outputs[0].type = kind([n, model.n_outputs_])
+
+
+update_registered_converter(
+    ConvNetRegressor, "PyconvnetConvNetRegressor", _regressor_shape,
+    convert_convnet_regressor,
 )

@@ -139,3 +139,28 @@ def test_unfitted_model_raises_a_clear_error(digits):
         to_onnx(ConvNetClassifier(), X[:1])
     with pytest.raises(ValueError, match="not fitted"):
         to_onnx(make_pipeline(MinMaxScaler().fit(X), ConvNetClassifier()), X[:1])
+
+
+@pytest.mark.parametrize("n_outputs", [1, 2])
+@pytest.mark.parametrize("params", [
+    dict(conv_layers=((4, 3), (6, 3))),
+    dict(conv_layers=((4, 3), "pool", (6, 3)), batch_norm=True, normalize_y=False),
+])
+def test_regressor_round_trip_in_a_pipeline(digits, n_outputs, params):
+    from pyconvnet import ConvNetRegressor
+
+    X, _ = digits
+    images = X.reshape(-1, 8, 8) / 16
+    # ink, and the top half's ink, in units of hundreds
+    Y = np.stack([images.sum(axis=(1, 2)), images[:, :4].sum(axis=(1, 2))], axis=1) * 100
+    y = Y[:, 0] if n_outputs == 1 else Y
+    pipe = _fit(make_pipeline(MinMaxScaler(), ConvNetRegressor(
+        hidden_layer_sizes=(16,), max_iter=3, random_state=0, **params)), X[:400], y[:400])
+    for X_test in (X[400:700].astype(np.float32), X[400:700]):
+        (out,) = _run(to_onnx(pipe, X_test[:1], target_opset=17), X_test)
+        assert out.shape == (300, n_outputs) and out.dtype == X_test.dtype
+        # float32 arithmetic on values in the hundreds
+        np.testing.assert_allclose(out.reshape(pipe.predict(X_test).shape),
+                                   pipe.predict(X_test), rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="ConvNetRegressor is not fitted"):
+        to_onnx(ConvNetRegressor(), X[:1])
