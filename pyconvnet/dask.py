@@ -1,4 +1,5 @@
-"""Data larger than memory, on Dask: train from a Dask array block by block
+"""Data larger than memory, on Dask: train a ConvNetClassifier or a
+ConvNetRegressor from a Dask array block by block
 with ``partial_fit``, and predict a Dask array in parallel.
 
     import dask.array as da
@@ -25,6 +26,7 @@ Needs Dask: ``pip install "pyconvnet[distributed]"``.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
 try:
@@ -82,15 +84,16 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
 
     Parameters
     ----------
-    model : ConvNetClassifier
+    model : ConvNetClassifier or ConvNetRegressor
         Trained in place with ``partial_fit`` (one call per block).
     X : dask array of shape (n_samples, ...)
         Rows, or images (3-D or 4-D); blocks of rows are what is held in
         memory, so choose the row chunks accordingly.
     y : dask or numpy array of shape (n_samples,) or (n_samples, n_labels)
     classes : array-like, default=None
-        All the classes; required unless the model was already trained (or
-        y is a multi-label indicator matrix).
+        A classifier's classes; required unless the model was already
+        trained (or y is a multi-label indicator matrix). A regressor takes
+        none (its first block sets the targets' standardisation).
     sample_weight : dask or numpy array of shape (n_samples,), default=None
     epochs : int, default=1
         Passes over the blocks.
@@ -105,6 +108,10 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
     model
     """
     X = _rows_only(X)
+    classifier = is_classifier(model)
+    if not classifier and classes is not None:
+        raise ValueError(f"classes is for classifiers; a {type(model).__name__} "
+                         "takes none")
     if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
     ys = _aligned(y, X, "y")
@@ -124,7 +131,10 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
                 if k + 1 < n_blocks:
                     pending = prefetcher.submit(fetch, order[k + 1])
                 if len(Xb):        # a boolean mask may have emptied a block
-                    model.partial_fit(Xb, yb, classes=classes, sample_weight=wb)
+                    if classifier:
+                        model.partial_fit(Xb, yb, classes=classes, sample_weight=wb)
+                    else:
+                        model.partial_fit(Xb, yb, sample_weight=wb)
                 classes = None if hasattr(model, "classes_") else classes
                 del Xb, yb, wb
     return model
@@ -148,19 +158,28 @@ def _map(model, X, method):
 
     check_is_fitted(model)
     X = _rows_only(X)
-    n_out = len(model.classes_)
-    multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
     shared = dask.delayed(model, pure=True)
+    if not is_classifier(model):
+        # A regressor's predictions: (n,) for one output, else (n, n_outputs).
+        n_out = model.n_outputs_
+        return _blocks(X, shared, method, () if n_out == 1 else (n_out,), model.dtype_)
+    multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
     if method == "predict" and not multilabel:
-        dtype = np.asarray(model.classes_).dtype
+        return _blocks(X, shared, method, (), np.asarray(model.classes_).dtype)
+    dtype = np.dtype(int) if method == "predict" else model.dtype_
+    return _blocks(X, shared, method, (len(model.classes_),), dtype)
+
+
+def _blocks(X, shared, method, tail, dtype):
+    """The lazy array of ``method``'s results, (n,) + ``tail`` (no tail or
+    one axis), block by block of X's rows."""
+    if not tail:
         return X.map_blocks(_predict_block, shared, method, (), dtype.str,
                             dtype=dtype, drop_axis=list(range(1, X.ndim)),
                             meta=np.empty((0,), dtype))
-    dtype = np.dtype(int) if method == "predict" else model.dtype_
-    return X.map_blocks(_predict_block, shared, method, (n_out,), dtype.str,
+    return X.map_blocks(_predict_block, shared, method, tail, dtype.str,
                         dtype=dtype, drop_axis=list(range(2, X.ndim)),
-                        chunks=(X.chunks[0], (n_out,)),
-                        meta=np.empty((0, n_out), dtype))
+                        chunks=(X.chunks[0], tail), meta=np.empty((0,) + tail, dtype))
 
 
 def predict(model, X):

@@ -198,3 +198,32 @@ def test_the_model_enters_the_graph_once(data):
         assert len(tasks) == Xd.numblocks[0] == 40
         # A task that carried the model would be larger than the model.
         assert max(len(cloudpickle.dumps(task)) for task in tasks) < model_bytes / 4, method
+
+
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_regressor_out_of_core_equals_in_memory_and_predicts_lazily(client, data,
+                                                                     n_outputs):
+    from pyconvnet import ConvNetRegressor
+
+    X, y = data
+    images = X.reshape(-1, 8, 8)
+    Y = np.stack([images.sum(axis=(1, 2)) * 10, images[:, :4].sum(axis=(1, 2))], axis=1)
+    Y = Y[:, 0] if n_outputs == 1 else Y
+    Xd = da.from_array(images, chunks=(BLOCK, 8, 8))
+    model = pcd.partial_fit(ConvNetRegressor(**PARAMS), Xd,
+                            da.from_array(Y, chunks=BLOCK if n_outputs == 1 else (BLOCK, 2)),
+                            epochs=2)
+    expected = ConvNetRegressor(**PARAMS)
+    for _ in range(2):
+        for lo in range(0, len(Y), BLOCK):
+            expected.partial_fit(images[lo:lo + BLOCK], Y[lo:lo + BLOCK])
+    np.testing.assert_array_equal(model._network.flat_params,
+                                  expected._network.flat_params)
+    np.testing.assert_array_equal(model.y_mean_, expected.y_mean_)
+    lazy = pcd.predict(model, Xd)
+    assert isinstance(lazy, da.Array) and lazy.chunks[0] == Xd.chunks[0]
+    predicted = lazy.compute()
+    assert predicted.shape == np.shape(Y)
+    np.testing.assert_array_equal(predicted, model.predict(images))
+    with pytest.raises(ValueError, match="classes is for classifiers"):
+        pcd.partial_fit(ConvNetRegressor(**PARAMS), Xd, Y, classes=[0, 1])
