@@ -1,4 +1,4 @@
-"""Pictures of a fitted ConvNetClassifier: its filters, the feature maps one
+"""Pictures of a fitted ConvNetClassifier or ConvNetRegressor: its filters, the feature maps one
 image produces, and its learning curves.
 
 Each function returns a ``matplotlib.figure.Figure`` built without pyplot, so
@@ -8,6 +8,7 @@ notebook by leaving it as the cell's value, or write it with
 ``pip install "pyconvnet[plot]"``.
 """
 import numpy as np
+from sklearn.base import is_classifier
 from sklearn.utils.validation import check_is_fitted
 
 from ._threads import blas_single_threaded, effective_n_threads
@@ -39,7 +40,7 @@ def plot_filters(model, layer=0, *, channel=None, max_filters=64):
 
     Parameters
     ----------
-    model : fitted ConvNetClassifier
+    model : fitted ConvNetClassifier or ConvNetRegressor
     layer : int, default=0
         Which convolutional layer (0 is the first; negative counts from the
         last).
@@ -111,7 +112,7 @@ def plot_feature_maps(model, image, *, max_maps=8):
 
     Parameters
     ----------
-    model : fitted ConvNetClassifier
+    model : fitted ConvNetClassifier or ConvNetRegressor
     image : array-like
         One sample: a row of ``n_features`` values, or an image of shape
         (height, width) or (channels, height, width).
@@ -180,9 +181,11 @@ def plot_learning_curves(model):
     -------
     matplotlib.figure.Figure
         One axes: "epoch" against "training loss" (and a twin axes with
-        "validation accuracy" when ``validation_scores_`` exist).
+        "validation accuracy", or a regressor's "validation R²", when
+        ``validation_scores_`` exist).
     """
     check_is_fitted(model)
+    score_name = "validation accuracy" if is_classifier(model) else "validation R²"
     losses = list(model.loss_curve_)
     if not losses:
         raise ValueError("the model has no finished epoch to draw")
@@ -197,8 +200,8 @@ def plot_learning_curves(model):
     if scores:
         twin = ax.twinx()
         (vline,) = twin.plot(np.arange(1, len(scores) + 1), scores, "s-",
-                             color="tab:orange", label="validation accuracy")
-        twin.set_ylabel("validation accuracy")
+                             color="tab:orange", label=score_name)
+        twin.set_ylabel(score_name)
         handles.append(vline)
     ax.legend(handles=handles, loc="center right")
     ax.set_title(f"learning curves ({len(losses)} epochs)")

@@ -121,6 +121,26 @@ def test_plot_learning_curves(model, digits):
         plot_learning_curves(ConvNetClassifier())
 
 
+def test_pictures_of_a_regressor(digits):
+    from pyconvnet import ConvNetRegressor
+
+    X, _ = digits
+    ink = X.reshape(-1, 64).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = ConvNetRegressor(conv_layers=((4, 3), "pool", (6, 3)), hidden_layer_sizes=(8,),
+                                 max_iter=12, early_stopping=True,
+                                 n_iter_no_change=20, random_state=0).fit(X[:400], ink[:400])
+    assert len(_images(plot_filters(model))) == 4
+    rows = [ax.get_title(loc="left") for ax in plot_feature_maps(model, X[0]).axes
+            if ax.get_title(loc="left")]
+    assert rows[1:] == ["conv 4@3x3 pad 1x1, relu: 4x8x8", "max-pool 2x2: 4x4x4",
+                        "conv 6@3x3 pad 1x1, relu: 6x4x4"]
+    fig = plot_learning_curves(model)
+    assert fig.axes[1].get_ylabel() == "validation R²"
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), model.validation_scores_)
+
+
 @pytest.mark.parametrize("shape, bad", [
     ((3, 5, 5), (5, 5, 3)), ((3, 5, 5), (75,  1)), ((1, 4, 6), (6, 4)),
     ((1, 4, 6), (2, 12)), ((1, 4, 6), (1, 6, 4)), ((2, 3, 4), (2, 12)),
