@@ -1,8 +1,10 @@
-"""Data loaders: IDX files and Fashion-MNIST.
+"""Data loaders: IDX files, Fashion-MNIST, and a regression task made from
+scikit-learn's digits.
 
 Nothing here downloads: Fashion-MNIST is read from a folder on disk (Debian's
 package ``dataset-fashion-mnist`` installs it under
-``/usr/share/datasets/fashion-mnist``).
+``/usr/share/datasets/fashion-mnist``); the digit sums are drawn from the
+8x8 digits that ship with scikit-learn.
 """
 import gzip
 import os
@@ -10,7 +12,8 @@ import os
 import numpy as np
 from sklearn.utils import Bunch
 
-__all__ = ["load_idx", "load_fashion_mnist", "FASHION_MNIST_CLASSES"]
+__all__ = ["load_idx", "load_fashion_mnist", "make_digit_sums",
+           "FASHION_MNIST_CLASSES"]
 
 # IDX type codes -> big-endian numpy dtypes
 _IDX_DTYPES = {
@@ -177,4 +180,73 @@ def load_fashion_mnist(data_home=None, return_X_y=False):
         DESCR=("Fashion-MNIST: 70,000 28x28 grey-scale images of 10 kinds of "
                "clothing (Zalando Research), 60,000 for training and 10,000 "
                "for testing; pixels scaled to [0, 1]."),
+    )
+
+
+def make_digit_sums(n_train=6000, n_test=2000, random_state=0, return_X_y=False):
+    """A regression task of images: the sum of the two handwritten digits
+    on a 16x24 canvas, wherever they sit.
+
+    Each canvas holds two of scikit-learn's 8x8 digits (1,797 scans of 0-9),
+    one in its left half and one in its right, each at a random place
+    (up to 8 rows down and 4 columns across within its half); the target is
+    the sum of the two digits' values, 0 to 18. It depends on what the
+    digits are, not on where they sit: a network must recognise shapes
+    wherever they appear, which is what convolutions with shared weights
+    do and what a model of the raw pixels (an MLP, gradient-boosted trees)
+    learns only place by place. The training and the test canvases are
+    drawn from two disjoint halves of the scans (stratified by digit), so
+    no test canvas shows a scan seen in training.
+
+    Parameters
+    ----------
+    n_train, n_test : int, default=6000, 2000
+    random_state : int, RandomState or None, default=0
+    return_X_y : bool, default=False
+        Return ``(X_train, X_test, y_train, y_test)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : Bunch
+        ``data`` (n_train, 384) float32 in [0, 1] (rows of 16x24 images),
+        ``target`` (n_train,) float64, ``images`` (n_train, 16, 24) (a view
+        of ``data``), ``data_test``, ``target_test``, ``images_test``
+        likewise, ``DESCR``.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+
+    for name, n in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {n!r}")
+    rng = check_random_state(random_state)
+    digits = load_digits()
+    scans = (digits.images / 16.0).astype(np.float32)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(scans)), test_size=0.5, stratify=digits.target,
+        random_state=rng.randint(2**31 - 1))
+
+    def canvases(pool, n):
+        pairs = pool[rng.randint(0, len(pool), size=(n, 2))]
+        rows = rng.randint(0, 9, size=(n, 2))
+        cols = rng.randint(0, 5, size=(n, 2)) + np.array([0, 12])
+        images = np.zeros((n, 16, 24), np.float32)
+        for k in range(2):
+            for i in range(n):
+                r, c = rows[i, k], cols[i, k]
+                images[i, r:r + 8, c:c + 8] = scans[pairs[i, k]]
+        target = digits.target[pairs].sum(axis=1).astype(np.float64)
+        return images.reshape(n, -1), target
+
+    X_train, y_train = canvases(train_idx, n_train)
+    X_test, y_test = canvases(test_idx, n_test)
+    if return_X_y:
+        return X_train, X_test, y_train, y_test
+    return Bunch(
+        data=X_train, target=y_train, images=X_train.reshape(-1, 16, 24),
+        data_test=X_test, target_test=y_test, images_test=X_test.reshape(-1, 16, 24),
+        DESCR=("Digit sums: 16x24 canvases holding two of scikit-learn's 8x8 "
+               "handwritten digits at random places; the target is the sum "
+               "of their values (0 to 18)."),
     )
