@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from . import ConvNetClassifier, __version__, openmp_enabled
+from . import ConvNetClassifier, ConvNetRegressor, __version__, openmp_enabled
 from ._augment import AUGMENT_KINDS
 from ._spec import POOL
 from ._threads import effective_n_threads
@@ -85,20 +85,36 @@ def _load(name, data_home, test_size, random_state):
         # The official split: 60,000 training and 10,000 test images.
         data = load_fashion_mnist(data_home=data_home)
         return data.data, data.data_test, data.target, data.target_test, data.target_names
+    if name == "digit-sums":
+        from .datasets import make_digit_sums
+
+        # Disjoint scans for training and testing; the split is the data
+        # set's own (its sizes, not --test-size).
+        data = make_digit_sums(random_state=random_state)
+        return data.data, data.data_test, data.target, data.target_test, None
     raise ValueError(f"unknown dataset {name!r}")
+
+
+# The data sets of each task; the first is the default.
+DATASETS = {"classification": ("digits", "fashion-mnist"), "regression": ("digit-sums",)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m pyconvnet",
         description="Train a ConvNetClassifier and compare it with "
-        "MLPClassifier on the same split.",
+        "MLPClassifier on the same split (with --task regression, a "
+        "ConvNetRegressor against MLPRegressor).",
     )
-    parser.add_argument("--dataset", choices=["digits", "fashion-mnist"],
-                        default="digits",
-                        help="data set (default: %(default)s, bundled with "
+    parser.add_argument("--task", choices=list(DATASETS), default="classification",
+                        help="what to learn (default: %(default)s)")
+    parser.add_argument("--dataset", choices=[d for ds in DATASETS.values() for d in ds],
+                        default=None,
+                        help="data set (default: digits, bundled with "
                         "scikit-learn; fashion-mnist needs Debian's "
-                        "dataset-fashion-mnist or --data-home)")
+                        "dataset-fashion-mnist or --data-home; digit-sums, "
+                        "the regression task, the sum of two of scikit-learn's "
+                        "digits on a canvas wherever they sit)")
     parser.add_argument("--data-home", default=None,
                         help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--augment", choices=list(AUGMENT_KINDS),
@@ -168,7 +184,16 @@ def main(argv=None):
     except ValueError:
         parser.error(f"--conv-layers takes FILTERS:KERNEL[:STRIDE] and {POOL} "
                      "entries, comma-separated, and --hidden takes N,... (integers)")
-    model = ConvNetClassifier(
+    dataset = args.dataset or DATASETS[args.task][0]
+    if dataset not in DATASETS[args.task]:
+        parser.error(f"--dataset {dataset} is not a {args.task} data set; --task "
+                     f"{args.task} takes {', '.join(DATASETS[args.task])}")
+    regression = args.task == "regression"
+    if regression and args.label_smoothing:
+        parser.error("--label-smoothing is for classification")
+    extra = {} if regression else {"label_smoothing": args.label_smoothing}
+    model = (ConvNetRegressor if regression else ConvNetClassifier)(
+        **extra,
         conv_layers=conv_layers,
         hidden_layer_sizes=hidden,
         pooling=None if args.pooling == "none" else args.pooling,
@@ -181,7 +206,6 @@ def main(argv=None):
         alpha=args.alpha,
         learning_rate=args.schedule,
         augment=args.augment,
-        label_smoothing=args.label_smoothing,
         early_stopping=args.early_stopping,
         batch_size=args.batch_size,
         learning_rate_init=args.learning_rate,
@@ -200,13 +224,13 @@ def main(argv=None):
 
     try:
         X_train, X_test, y_train, y_test, _ = _load(
-            args.dataset, args.data_home, args.test_size, args.random_state
+            dataset, args.data_home, args.test_size, args.random_state
         )
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"pyconvnet {__version__} (OpenMP: {'on' if openmp_enabled() else 'off'}, "
           f"{n_threads} thread{'s' if n_threads != 1 else ''})")
-    print(f"{args.dataset}: {len(X_train)} training and {len(X_test)} test "
+    print(f"{dataset}: {len(X_train)} training and {len(X_test)} test "
           f"samples, {X_train.shape[1]} features\n")
 
     start = time.perf_counter()
@@ -216,22 +240,24 @@ def main(argv=None):
     fit_time = time.perf_counter() - start
     if args.quiet:
         print(model.architecture_summary())
-    accuracy = model.score(X_test, y_test)
+    score = model.score(X_test, y_test)
 
-    rows = [("ConvNetClassifier", accuracy, fit_time, model.n_iter_)]
+    rows = [(type(model).__name__, score, fit_time, model.n_iter_)]
     if not args.no_mlp:
         from sklearn.exceptions import ConvergenceWarning
-        from sklearn.neural_network import MLPClassifier
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-        mlp = MLPClassifier(max_iter=args.epochs * 5, random_state=args.random_state)
+        mlp = (MLPRegressor if regression else MLPClassifier)(
+            max_iter=args.epochs * 5, random_state=args.random_state)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=ConvergenceWarning)
             mlp.fit(X_train, y_train)
-        rows.append(("MLPClassifier", mlp.score(X_test, y_test),
+        rows.append((type(mlp).__name__, mlp.score(X_test, y_test),
                      time.perf_counter() - start, mlp.n_iter_))
 
-    print(f"\n{'model':<20}{'test accuracy':>14}{'fit time (s)':>14}{'epochs':>8}")
+    what = "test R²" if regression else "test accuracy"
+    print(f"\n{'model':<20}{what:>14}{'fit time (s)':>14}{'epochs':>8}")
     for name, acc, seconds, epochs in rows:
         print(f"{name:<20}{acc:>14.4f}{seconds:>14.2f}{epochs:>8}")
     return 0

@@ -440,6 +440,61 @@ def test_main_job_runs(capsys):
         main(["--conv-layers", "4x3"])
 
 
+def test_main_job_regression(capsys):
+    from pyconvnet.__main__ import main
+
+    assert main(["--task", "regression", "--epochs", "2", "--conv-layers", "4:3,pool",
+                 "--hidden", "16", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "digit-sums: 6000 training and 2000 test samples, 384 features" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("ConvNetRegressor", "MLPRegressor"))]
+    assert [r[0] for r in rows] == ["ConvNetRegressor", "MLPRegressor"]
+    assert "test R²" in out and all(float(r[1]) <= 1 for r in rows)
+    for argv in (["--task", "regression", "--dataset", "digits"],
+                 ["--dataset", "digit-sums"],
+                 ["--task", "regression", "--label-smoothing", "0.1"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert "is not a" in capsys.readouterr().err
+
+
+def test_digit_sums_are_sums_of_disjoint_scans():
+    from sklearn.datasets import load_digits
+
+    from pyconvnet.datasets import make_digit_sums
+
+    data = make_digit_sums(n_train=300, n_test=100, random_state=3)
+    assert data.images.shape == (300, 16, 24) and data.data.dtype == np.float32
+    assert data.images_test.shape == (100, 16, 24)
+    again = make_digit_sums(n_train=300, n_test=100, random_state=3, return_X_y=True)
+    np.testing.assert_array_equal(again[0], data.data)
+    digits = load_digits()
+    scans = {(digits.images[i] / 16).astype(np.float32).tobytes(): digits.target[i]
+             for i in range(len(digits.target))}
+
+    def read(images, targets):
+        seen = set()
+        for image, target in zip(images, targets):
+            found = []
+            for half in (image[:, :12], image[:, 12:]):
+                rows, cols = np.nonzero(half)
+                # the scan is the 8x8 window that holds all of the half's ink
+                hits = [key for r in range(max(rows.max() - 7, 0), rows.min() + 1)
+                        for c in range(max(cols.max() - 7, 0), cols.min() + 1)
+                        if (key := half[r:r + 8, c:c + 8].tobytes()) in scans]
+                assert hits
+                found.append(hits[0])
+            assert sum(scans[k] for k in found) == target
+            seen.update(found)
+        return seen
+
+    assert not read(data.images, data.target) & read(data.images_test, data.target_test)
+    assert 0 <= data.target.min() and data.target.max() <= 18
+    with pytest.raises(ValueError, match="n_train"):
+        make_digit_sums(n_train=0)
+
+
 def test_progress_bar_for_long_epochs(digits, capsys):
     pytest.importorskip("tqdm")
     X, y = digits
