@@ -189,3 +189,14 @@ def test_ab_train_runs_two_trees_in_alternation(capsys):
     assert lines[-1].split()[0] == "nielsen"
     ratios = [float(p.strip("()")) for p in lines[-1].split() if p.startswith("(")]
     assert len(ratios) == 2 and all(r > 0 for r in ratios)
+
+
+def test_regression_smoke(tmp_path, capsys):
+    regression = _load("regression")
+    out = tmp_path / "regression.json"
+    regression.main(["--quick", "--json", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert [r["model"] for r in rows] == ["ConvNetRegressor", "MLPRegressor (100)",
+                                          "HistGradientBoostingRegressor"]
+    assert all(r["r2"] <= 1 and r["mae"] >= 0 and r["fit_seconds"] > 0 for r in rows)
+    assert "| model | test R² |" in capsys.readouterr().out
