@@ -776,6 +776,35 @@ class BaseConvNet(BaseEstimator):
         return tags
 
 
+def with_parameters(**extra):
+    """Class decorator: an ``__init__`` for an estimator that takes
+    ``BaseConvNet``'s hyperparameters and, keyword-only after them, ``extra``
+    (name=default). scikit-learn reads an estimator's hyperparameters from
+    its ``__init__`` signature, so each estimator needs one that names them
+    all; this one is written once, here, and each estimator adds its own
+    (``label_smoothing``, ``normalize_y``) instead of restating the list.
+    Like every scikit-learn ``__init__`` it only stores what it is given."""
+    base = inspect.signature(BaseConvNet.__init__)
+    signature = base.replace(parameters=[
+        *base.parameters.values(),
+        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+          for name, default in extra.items())])
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+
+    def decorate(cls):
+        __init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__ = __init__
+        return cls
+    return decorate
+
+
 def clone_with(model, params):
     """An unfitted copy of ``model`` with ``params`` (by name) changed."""
     return type(model)(**{**model.get_params(deep=False), **params})

@@ -15,9 +15,10 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       type_of_target)
 from sklearn.utils.validation import column_or_1d
 
-from ._base import BaseConvNet
+from ._base import BaseConvNet, with_parameters
 
 
+@with_parameters(label_smoothing=0.0)
 class ConvNetClassifier(ClassifierMixin, BaseConvNet):
     """A convolutional neural network classifier.
 
@@ -210,58 +211,6 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         **BaseConvNet._parameter_constraints,
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
     }
-
-    def __init__(
-        self,
-        conv_layers=((20, 5), (40, 5)),
-        padding="same",
-        pooling="max",
-        pool_size=2,
-        hidden_layer_sizes=(100,),
-        activation="relu",
-        *,
-        dropout=0.0,
-        batch_norm=False,
-        solver="adam",
-        alpha=0.0001,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=0.001,
-        power_t=0.5,
-        max_iter=100,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        image_shape=None,
-        n_threads=None,
-        dtype=None,
-        augment=None,
-        label_smoothing=0.0,
-    ):
-        super().__init__(
-            conv_layers, padding, pooling, pool_size, hidden_layer_sizes, activation,
-            dropout=dropout, batch_norm=batch_norm, solver=solver, alpha=alpha,
-            batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t,
-            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
-            verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            image_shape=image_shape, n_threads=n_threads, dtype=dtype,
-            augment=augment,
-        )
-        self.label_smoothing = label_smoothing
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over the given batch of data.

@@ -12,9 +12,10 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_sample_weight
 
-from ._base import BaseConvNet
+from ._base import BaseConvNet, with_parameters
 
 
+@with_parameters(normalize_y=True)
 class ConvNetRegressor(RegressorMixin, BaseConvNet):
     """A convolutional neural network regressor.
 
@@ -69,58 +70,6 @@ validation_scores_, best_validation_score_, n_layers_
         **BaseConvNet._parameter_constraints,
         "normalize_y": ["boolean"],
     }
-
-    def __init__(
-        self,
-        conv_layers=((20, 5), (40, 5)),
-        padding="same",
-        pooling="max",
-        pool_size=2,
-        hidden_layer_sizes=(100,),
-        activation="relu",
-        *,
-        dropout=0.0,
-        batch_norm=False,
-        solver="adam",
-        alpha=0.0001,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=0.001,
-        power_t=0.5,
-        max_iter=100,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        image_shape=None,
-        n_threads=None,
-        dtype=None,
-        augment=None,
-        normalize_y=True,
-    ):
-        super().__init__(
-            conv_layers, padding, pooling, pool_size, hidden_layer_sizes, activation,
-            dropout=dropout, batch_norm=batch_norm, solver=solver, alpha=alpha,
-            batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t,
-            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
-            verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            image_shape=image_shape, n_threads=n_threads, dtype=dtype,
-            augment=augment,
-        )
-        self.normalize_y = normalize_y
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over the given batch of data (no ``classes``: a
