@@ -28,12 +28,15 @@ from _common import machine, markdown_table, write_json  # noqa: E402
 from pyconvnet import ConvNetRegressor  # noqa: E402
 from pyconvnet.datasets import make_digit_sums  # noqa: E402
 
-# The network: a block of two 3x3 convolutions, then one more, each batch-
-# normalised, FC 128 with dropout 0.25, Adam with the cosine schedule; y is
-# given in its own units (0 to 18) and standardised inside (normalize_y).
+# The network: a block of two 3x3 convolutions, then one more, FC 128 with
+# dropout 0.25, Adam at 1e-3; y is given in its own units (0 to 18) and
+# standardised inside (normalize_y). Tried on 20,000 canvases: batch norm
+# with the cosine schedule from 2e-3 stayed at the mean (R² 0.00: the
+# loss sits on a plateau for the first epochs on this task, and the decaying
+# step never left it), no batch norm with that schedule from 1e-3 and one
+# convolution less reached 0.52 in 30 epochs, this network 0.63 in 20.
 CONVNET = dict(conv_layers=((32, 3), (32, 3), "pool", (64, 3), "pool"),
-               hidden_layer_sizes=(128,), dropout=0.25, batch_norm=True,
-               learning_rate="cosine", learning_rate_init=2e-3, dtype="float32")
+               hidden_layer_sizes=(128,), dropout=0.25, dtype="float32")
 
 
 def models(epochs, quick):
@@ -50,7 +53,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-test", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 300 canvases, 1 epoch")
     parser.add_argument("--json", default=os.path.join(
