@@ -554,3 +554,47 @@ def test_regressor_round_trips_and_says_what_it_is(tmp_path, params):
         _rewrite(path, bad, change)
         with pytest.raises(ValueError, match=match):
             pyconvnet.load(bad)
+
+
+@pytest.fixture(scope="module")
+def fitted_regressor():
+    return _regressor()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_regressor_files_load_or_raise_value_error(fitted_regressor, tmp_path, data):
+    """The same for a regressor's file, whose targets' members (the mean and
+    scale) are fuzzed too."""
+    model, X, _ = fitted_regressor
+    path = tmp_path / "regressor.npz"
+    if not path.exists():
+        pyconvnet.save(model, path)
+    bad = tmp_path / "fuzzed.npz"
+    kind = data.draw(st.sampled_from(["json", "header", "values"]))
+    if kind == "json":
+        meta = _meta_of(path)
+        section = data.draw(st.sampled_from(["params", "top"]))
+        target = meta if section == "top" else meta[section]
+        target[data.draw(st.sampled_from(sorted(target)))] = data.draw(_json_values)
+        _with_meta(path, bad, meta)
+    else:
+        member = data.draw(st.sampled_from(["y_mean.npy", "y_scale.npy"]))
+        if kind == "header":
+            shape = data.draw(st.lists(st.integers(0, 2**40), max_size=3))
+            dtype = data.draw(st.sampled_from(["<f4", "<f8", "|O", "<i8"]))
+            content = _npy_header_claiming(shape, dtype)
+        else:
+            buf = io.BytesIO()
+            np.save(buf, np.array(data.draw(st.lists(
+                st.floats(allow_nan=True, allow_infinity=True), max_size=3))))
+            content = buf.getvalue()
+        _rewrite(path, bad, lambda n, d: content if n == member else d)
+    try:
+        loaded = pyconvnet.load(bad)
+    except ValueError:
+        return
+    assert loaded.predict(X[:5]).shape == (5, 2)
+    assert np.isfinite(loaded.y_mean_).all() and (loaded.y_scale_ > 0).all()
