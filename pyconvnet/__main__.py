@@ -137,7 +137,7 @@ def main(argv=None):
     parser.add_argument("--schedule", default="constant",
                         choices=["constant", "invscaling", "adaptive", "cosine"],
                         help="learning-rate schedule (default: %(default)s)")
-    parser.add_argument("--solver", choices=["adam", "sgd"], default="adam",
+    parser.add_argument("--solver", choices=["adam", "adamw", "sgd"], default="adam",
                         help="optimizer (default: %(default)s)")
     parser.add_argument("--alpha", type=_number(float), default=1e-4,
                         help="L2 penalty (default: %(default)s)")

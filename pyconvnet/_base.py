@@ -25,7 +25,7 @@ from . import _geometry, _training
 from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
-from ._optimizers import SGD, Adam
+from ._optimizers import SGD, Adam, AdamW
 from ._spec import ACTIVATIONS, ALIASES, POOL, build_spec
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
@@ -113,7 +113,7 @@ class BaseConvNet(BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS) | set(ALIASES))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
-        "solver": [StrOptions({"sgd", "adam"})],
+        "solver": [StrOptions({"sgd", "adam", "adamw"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive",
@@ -391,7 +391,16 @@ class BaseConvNet(BaseEstimator):
                 "nesterovs_momentum", "power_t"),
         "adam": ("learning_rate_init", "learning_rate", "beta_1", "beta_2",
                  "epsilon"),
+        # alpha is AdamW's decoupled weight decay, a step hyperparameter
+        "adamw": ("learning_rate_init", "learning_rate", "beta_1", "beta_2",
+                  "epsilon", "alpha"),
     }
+
+    @property
+    def _l2_alpha(self):
+        """The L2 penalty the loss takes: ``alpha``, but for AdamW, which
+        decays the weights in its step instead."""
+        return 0.0 if self.solver == "adamw" else self.alpha
 
     def _optimizer_settings(self):
         """The solver and its hyperparameters, by the estimator's names:
@@ -410,7 +419,7 @@ class BaseConvNet(BaseEstimator):
         if (incremental and old is not None
                 and getattr(old, "settings", None) == self._optimizer_settings()):
             return old
-        new = self._new_optimizer(self._network.flat_params)
+        new = self._new_optimizer(self._network)
         if incremental and old is not None:
             scalars, arrays = old.get_state()
             new.epochs_done = scalars["epochs_done"]
@@ -421,13 +430,19 @@ class BaseConvNet(BaseEstimator):
                     new.t = old.t
         return new
 
-    def _new_optimizer(self, flat_params):
-        """An optimizer of ``flat_params`` with these hyperparameters, which
-        it keeps as ``settings`` to tell later whether they changed."""
+    def _new_optimizer(self, network):
+        """An optimizer of ``network``'s flat parameters with these
+        hyperparameters, which it keeps as ``settings`` to tell later
+        whether they changed."""
         p = settings = self._optimizer_settings()
+        flat_params = network.flat_params
         if p["solver"] == "sgd":
             optimizer = SGD(flat_params, p["learning_rate_init"], p["learning_rate"],
                             p["momentum"], p["nesterovs_momentum"], p["power_t"])
+        elif p["solver"] == "adamw":
+            optimizer = AdamW(flat_params, p["learning_rate_init"], p["beta_1"],
+                              p["beta_2"], p["epsilon"], p["learning_rate"],
+                              weight_decay=p["alpha"], decayed=network.decayed_slices())
         else:
             optimizer = Adam(flat_params, p["learning_rate_init"], p["beta_1"],
                              p["beta_2"], p["epsilon"], p["learning_rate"])
@@ -703,7 +718,7 @@ class BaseConvNet(BaseEstimator):
         optimizer = state.get("optimizer")
         if optimizer is not None:
             built = clone_with(self, optimizer["settings"])
-            self._optimizer = built._new_optimizer(self._network.flat_params)
+            self._optimizer = built._new_optimizer(self._network)
             self._optimizer.set_state(optimizer["scalars"], optimizer["arrays"])
         for name, value in state["history"].items():
             setattr(self, name, value)

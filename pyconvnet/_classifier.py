@@ -70,11 +70,18 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         statistics (momentum 0.1, eps 1e-5, as PyTorch's ``BatchNorm2d``).
         The convolutions then have no bias (the shift replaces it). It makes
         larger learning rates stable and usually trains faster and better.
-    solver : {"adam", "sgd"}, default="adam"
+    solver : {"adam", "adamw", "sgd"}, default="adam"
         Adam trains well across problems with its default step; SGD uses
-        ``momentum`` and ``nesterovs_momentum``.
+        ``momentum`` and ``nesterovs_momentum``. "adamw" is Adam with
+        decoupled weight decay (Loshchilov & Hutter 2019; PyTorch's AdamW):
+        ``alpha`` is then no L2 penalty in the loss but the decay rate, each
+        step multiplying the weights (not the biases nor batch norm's
+        parameters) by ``1 - step * alpha``, ``step`` the schedule's current
+        step size; values such as 0.01 to 0.1 suit it (PyTorch's default
+        is 0.01).
     alpha : float, default=0.0001
-        Strength of the L2 penalty on the weights.
+        Strength of the L2 penalty on the weights; with ``solver="adamw"``,
+        the decoupled weight decay rate.
     batch_size : int or "auto", default="auto"
         Samples per mini-batch; "auto" is ``min(64, n_samples)``. Smaller
         batches than MLPClassifier's 200 take more, smaller steps per epoch,

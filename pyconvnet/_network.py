@@ -108,6 +108,18 @@ class Network:
         self.flat_grads = np.zeros_like(self.flat_params)
         self._bind()
 
+    def decayed_slices(self):
+        """Where in ``flat_params`` the weights that weight decay applies
+        to lie (each layer's ``params[0]`` where ``decay``), as slices: the
+        L2 penalty's weights, which AdamW decays in its step instead."""
+        out, offset = [], 0
+        for layer in self.layers:
+            sizes = [int(np.prod(shape)) for shape in layer.shapes]
+            if sizes and layer.decay:
+                out.append(slice(offset, offset + sizes[0]))
+            offset += sum(sizes)
+        return out
+
     @property
     def params(self):
         """The parameters, layer by layer: views of ``flat_params``."""

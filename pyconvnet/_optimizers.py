@@ -1,4 +1,4 @@
-"""Stochastic optimizers: SGD with (Nesterov) momentum, and Adam.
+"""Stochastic optimizers: SGD with (Nesterov) momentum, Adam, and AdamW.
 
 The semantics follow scikit-learn's MLPClassifier, so that its grids carry
 over: the same parameter names, the same learning-rate schedules for SGD
@@ -147,3 +147,28 @@ class Adam(_Optimizer):
         conv_module("optim").adam_step(params, grads, self.m, self.v, lr, b1,
                                        b2, self.epsilon, n_threads)
         self.learning_rate = lr
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019, as
+    PyTorch's AdamW): no L2 term in the loss; after each Adam step every
+    decayed weight is multiplied by ``1 - step * weight_decay``, where
+    ``step`` is the schedule's current step size (``base_rate``: the
+    initial rate, or the cosine's value). With an L2 penalty, Adam divides
+    the penalty's gradient by the same running scale as the loss's, so
+    weights with large gradients are barely decayed; here every weight
+    decays at the same rate."""
+
+    def __init__(self, params, learning_rate_init=0.001, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, lr_schedule="constant", weight_decay=0.01, decayed=()):
+        super().__init__(params, learning_rate_init, beta_1, beta_2, epsilon,
+                         lr_schedule)
+        self.weight_decay = weight_decay
+        self.decayed = list(decayed)
+
+    def update(self, params, grads, n_threads=1):
+        super().update(params, grads, n_threads)
+        if self.weight_decay:
+            factor = 1 - self.base_rate * self.weight_decay
+            for part in self.decayed:
+                params[part] *= factor

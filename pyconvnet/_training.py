@@ -90,7 +90,7 @@ def fit_epochs(model, X, y, sample_weight, incremental, n_threads):
                     batch = augment_batch(batch, model.augment, rng)
                 governor.start()
                 optimizer.set_progress(progress_before / model.max_iter)
-                loss = network.train_step_grads(batch, y[idx], sw, model.alpha,
+                loss = network.train_step_grads(batch, y[idx], sw, model._l2_alpha,
                                                 smoothing)
                 if not np.isfinite(loss):
                     params[...] = snapshot

@@ -66,3 +66,54 @@ def test_steps_are_identical_for_any_thread_count(solver):
         results.append(params)
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
+
+
+def test_adamw_decays_the_weights_after_adams_step(digits):
+    """solver="adamw": no L2 term in the loss; after each Adam step the
+    weights (not biases, nor batch norm's parameters) shrink by
+    1 - step * alpha. With alpha=0 it is Adam, bit for bit."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from pyconvnet import ConvNetClassifier
+
+    X, y = digits
+    X, y = X[:128], y[:128]
+    params = dict(conv_layers=((4, 3),), hidden_layer_sizes=(8,), batch_norm=True,
+                  batch_size=64, random_state=0, learning_rate="cosine",
+                  learning_rate_init=0.01)
+
+    def fit(**kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return ConvNetClassifier(**params, **kw).fit(X, y)
+
+    adam = fit(solver="adam", alpha=0.0, max_iter=2)
+    np.testing.assert_array_equal(fit(solver="adamw", alpha=0.0, max_iter=2)
+                                  .network_.flat_params, adam.network_.flat_params)
+    # One batch: Adam's step, then the decay at the schedule's step size.
+    start = ConvNetClassifier(**params, solver="adamw", alpha=0.3, max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start.partial_fit(X[:64], y[:64], classes=np.unique(y))
+    optimizer = start._optimizer
+    assert type(optimizer).__name__ == "AdamW" and optimizer.weight_decay == 0.3
+    decayed = start.network_.decayed_slices()
+    kinds = [layer.kind for layer in start.network_.layers if layer.params]
+    assert len(decayed) == kinds.count("conv") + kinds.count("dense")
+    # Replay the batch with plain Adam from the same start and decay by hand.
+    replay = ConvNetClassifier(**params, solver="adam", alpha=0.0, max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        replay.partial_fit(X[:64], y[:64], classes=np.unique(y))
+    expected = replay.network_.flat_params.copy()
+    factor = 1 - replay._optimizer.base_rate * 0.3
+    for part in decayed:
+        expected[part] *= factor
+    np.testing.assert_array_equal(start.network_.flat_params, expected)
+    changed = start.network_.flat_params != replay.network_.flat_params
+    mask = np.zeros_like(changed)
+    for part in decayed:
+        mask[part] = True
+    assert changed[mask].mean() > 0.9 and not changed[~mask].any()
