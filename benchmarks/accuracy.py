@@ -104,7 +104,7 @@ def ladder(dataset, epochs):
     recipe = dict(BEST, max_iter=BEST_EPOCHS if epochs > 1 else 1)
     if dataset != "fashion-mnist":
         recipe["augment"] = BEST["augment"].replace("flip", "shift")
-    out.append(("8. blocks 2x(32@3x3) | 2x(64@3x3), BN, cosine",
+    out.append(("8. blocks 2x(32@3x3), 2x(64@3x3), BN, AdamW, cosine",
                 lambda seed=0, p=recipe: ConvNetClassifier(random_state=seed, **p)))
     return out, base
 

@@ -1,5 +1,5 @@
 """pyconvnet: convolutional networks as scikit-learn estimators."""
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 
 def _unbuilt_source_tree():
