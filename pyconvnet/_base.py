@@ -7,7 +7,8 @@ state and its one list (which pickling and ``pyconvnet.save``/``load``
 both follow), prediction in bounded-memory batches, and the public methods
 the add-ons (``pyconvnet.save``/``load``, ``onnx``, ``plot``, ``dask``) use.
 A subclass encodes its targets, names its output head (``_losses``) and
-predicts and scores: ``ConvNetClassifier``.
+predicts and scores: ``ConvNetClassifier``, ``ConvNetRegressor``; each gets
+its ``__init__`` from ``with_parameters``.
 """
 import inspect
 import warnings

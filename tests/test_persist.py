@@ -598,3 +598,21 @@ def test_fuzzed_regressor_files_load_or_raise_value_error(fitted_regressor, tmp_
         return
     assert loaded.predict(X[:5]).shape == (5, 2)
     assert np.isfinite(loaded.y_mean_).all() and (loaded.y_scale_ > 0).all()
+
+
+def test_adamw_training_continues_after_a_round_trip(tmp_path):
+    """The decoupled weight decay and its weights (AdamW's state) come back
+    from the file: the next partial_fit equals the saved model's."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    model = ConvNetClassifier(conv_layers=((4, 3),), solver="adamw", alpha=0.1,
+                              max_iter=2, shuffle=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:300], y[:300])
+    pyconvnet.save(model, tmp_path / "adamw.npz")
+    loaded = pyconvnet.load(tmp_path / "adamw.npz")
+    assert loaded.training_state()["optimizer"]["settings"]["alpha"] == 0.1
+    for m in (model, loaded):
+        m.partial_fit(X[300:400], y[300:400])
+    np.testing.assert_array_equal(loaded.network_.flat_params, model.network_.flat_params)
