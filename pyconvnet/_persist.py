@@ -5,7 +5,8 @@ Loading a pickle runs code; loading a model should not have to. ``save``
 writes one ``.npz`` archive: the weights as plain arrays, and the
 hyperparameters, fitted attributes, the estimator's class and pyconvnet
 version as JSON text, and the targets' encoding (a classifier's classes, a
-regressor's standardisation) as arrays (``_TARGETS``).
+regressor's standardisation) as arrays (``_ClassifierTargets``,
+``_RegressorTargets``).
 ``load`` reads it with ``allow_pickle=False``, rebuilds the network from the
 hyperparameters and checks every stored array against the shape and dtype
 the network expects (and the optimizer's state, so that training continues
