@@ -111,13 +111,17 @@ class Network:
     def decayed_slices(self):
         """Where in ``flat_params`` the weights that weight decay applies
         to lie (each layer's ``params[0]`` where ``decay``), as slices: the
-        L2 penalty's weights, which AdamW decays in its step instead."""
-        out, offset = [], 0
-        for layer in self.layers:
-            sizes = [int(np.prod(shape)) for shape in layer.shapes]
-            if sizes and layer.decay:
-                out.append(slice(offset, offset + sizes[0]))
-            offset += sum(sizes)
+        L2 penalty's weights, which AdamW decays in its step instead.
+        Worked out once (the layers never change)."""
+        out = self.__dict__.get("_decayed")
+        if out is None:
+            out, offset = [], 0
+            for layer in self.layers:
+                sizes = [int(np.prod(shape)) for shape in layer.shapes]
+                if sizes and layer.decay:
+                    out.append(slice(offset, offset + sizes[0]))
+                offset += sum(sizes)
+            self._decayed = out
         return out
 
     @property
@@ -267,10 +271,9 @@ class Network:
             dy = layer.backward(dy)
         if alpha:
             penalty = 0.0
-            for layer in self.layers:
-                if layer.params and layer.decay:
-                    w = layer.params[0]
-                    penalty += float(np.dot(w.ravel(), w.ravel()))
-                    layer.grads[0] += w.dtype.type(alpha / total) * w
+            for part in self.decayed_slices():
+                w = self.flat_params[part]
+                penalty += float(np.dot(w, w))
+                self.flat_grads[part] += w.dtype.type(alpha / total) * w
             loss += 0.5 * alpha * penalty / total
         return loss
