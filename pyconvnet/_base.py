@@ -26,7 +26,7 @@ from . import _geometry, _training
 from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
-from ._optimizers import SGD, Adam, AdamW
+from ._optimizers import SGD, Adam, AdamW, check_weight_decay
 from ._spec import ACTIVATIONS, ALIASES, POOL, build_spec
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
@@ -331,7 +331,18 @@ class BaseConvNet(BaseEstimator):
         self
         """
         self._validate_params()
+        self._check_solver()
         return self._fit(X, y, sample_weight, incremental=False)
+
+    def _check_partial_fit(self, first_call):
+        """What ``partial_fit`` checks before anything else (the parameters
+        on a first call, as MLPClassifier)."""
+        if first_call:
+            self._validate_params()
+        if self.early_stopping:
+            # As MLPClassifier: a held-out split of one batch means nothing.
+            raise ValueError("partial_fit does not support early_stopping=True")
+        self._check_solver()
 
     def _first_pass(self, incremental):
         """Whether this call starts a new network (a fit without warm
@@ -397,6 +408,12 @@ class BaseConvNet(BaseEstimator):
                   "epsilon", "alpha"),
     }
 
+    def _check_solver(self):
+        """What the solver's hyperparameters must satisfy together (each
+        alone is checked by ``_parameter_constraints``)."""
+        if self.solver == "adamw":
+            check_weight_decay(self.learning_rate_init, self.alpha)
+
     @property
     def _l2_alpha(self):
         """The L2 penalty the loss takes: ``alpha``, but for AdamW, which
@@ -455,6 +472,10 @@ class BaseConvNet(BaseEstimator):
                             "hidden_layer_sizes", "activation", "dropout",
                             "batch_norm", "image_shape", "dtype")
 
+    #: The hyperparameters of a subclass's target encoding, which the first
+    #: fit fixes as it fixes the architecture (``normalize_y``).
+    _TARGET_PARAMS = ()
+
     def _architecture(self, params=None):
         """The hyperparameters that shape the network (this estimator's, or
         those of ``params``, a dict by the same names), normalised so that
@@ -496,10 +517,11 @@ class BaseConvNet(BaseEstimator):
 
     def _check_architecture_unchanged(self, what):
         """A warm start, ``partial_fit`` or ``save`` works on the network
-        built by the first fit: refuse when a hyperparameter that shaped it
-        has been changed since (``set_params``), instead of silently keeping
-        the old network (or writing a file whose parameters describe another
-        one)."""
+        built by the first fit and on its target encoding: refuse when a
+        hyperparameter that shaped either (``_ARCHITECTURE_PARAMS``,
+        ``_TARGET_PARAMS``) has been changed since (``set_params``), instead
+        of silently keeping the old network (or writing a file whose
+        parameters describe another one)."""
         built_params = self.__dict__.get("_built_params")
         if built_params is None:   # unpickled from a version that did not keep them
             return
@@ -512,11 +534,15 @@ class BaseConvNet(BaseEstimator):
             changed.remove("dtype")
         if "image_shape" in changed and now["image_shape"] in (None, self.image_shape_):
             changed.remove("image_shape")
+        params = self.get_params()
+        # (A model from a version that did not record one is taken as is.)
+        changed += [name for name in self._TARGET_PARAMS
+                    if name in built_params and params[name] != built_params[name]]
         if changed:
-            params = self.get_params()
             raise ValueError(
                 f"{what} continues the network built by the first fit, but "
-                "hyperparameters that shape it were changed since: "
+                "hyperparameters that shape it or its targets were changed "
+                "since: "
                 + ", ".join(f"{name}={params[name]!r}" for name in changed)
                 + " (the network was built with "
                 + ", ".join(f"{name}={built_params[name]!r}" for name in changed)
@@ -557,7 +583,8 @@ class BaseConvNet(BaseEstimator):
         self._network = build_network(spec, self._random_state, dtype)
         self._optimizer = None
         params = self.get_params()
-        self._built_params = {name: params[name] for name in self._ARCHITECTURE_PARAMS}
+        self._built_params = {name: params[name] for name in
+                              self._ARCHITECTURE_PARAMS + self._TARGET_PARAMS}
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -679,6 +706,7 @@ class BaseConvNet(BaseEstimator):
         """Check every hyperparameter (a ValueError or TypeError naming it),
         the network ones included, without fitting."""
         self._validate_params()
+        self._check_solver()
         self._architecture()
 
     def training_state(self, what="save"):

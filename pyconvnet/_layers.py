@@ -115,6 +115,18 @@ class Layer:
             buf = buffers[key] = np.empty(shape, dtype)
         return buf
 
+    #: what ``forward`` keeps for ``backward`` (the last batch's input,
+    #: output, argmax, dropout mask, ...)
+    SAVED_FOR_BACKWARD = ("_x", "_y", "_saved", "_argmax", "_mask")
+
+    def forget(self):
+        """Let go of what the last forward pass kept for a backward pass:
+        after a prediction, nothing needs it, and holding it would keep a
+        whole batch's activations alive until the next call."""
+        for name in self.SAVED_FOR_BACKWARD:
+            if name in self.__dict__:
+                self.__dict__[name] = None
+
     def _lend(self, key, shape, dtype):
         """A training buffer for a kernel implementation's own use."""
         return self._buffer("work:" + key, shape, dtype, True)

@@ -166,6 +166,20 @@ class Network:
                     [layer.describe() for layer in self.layers])
         passed.add((batch_size, training))
 
+    def check_weighted_batch(self, n_weighted):
+        """In training, each layer's rule (``training_batch_problem``) for a
+        batch of which ``n_weighted`` samples have a positive weight: those
+        are what batch norm averages, the others counting for nothing."""
+        for number, (spec, layer) in enumerate(zip(self.spec.layers, self.layers), 1):
+            problem = spec.training_batch_problem(n_weighted)
+            if problem:
+                raise ValueError(
+                    problem.format(layer=f"layer {number} ({layer.describe()})")
+                    + f" (here a training batch holds {n_weighted} sample"
+                    f"{'s' if n_weighted != 1 else ''} of positive "
+                    "sample_weight, the others counting for nothing: give more "
+                    "samples a weight, or use a larger batch_size)")
+
     #: whether layers that can run the next layers in their own pass do
     #: (``Layer.folds``, ``Layer.fuses_with``)
     fuse = True
@@ -237,6 +251,9 @@ class Network:
                 x = layer.forward(x, training, sample_weight, **fused)
             else:
                 x = layer.forward(x, training, **fused)
+        if not training:
+            for layer in self.layers:
+                layer.forget()
         return x
 
     @property

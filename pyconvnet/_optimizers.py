@@ -149,6 +149,21 @@ class Adam(_Optimizer):
         self.learning_rate = lr
 
 
+def check_weight_decay(learning_rate_init, weight_decay):
+    """Refuse a decoupled weight decay whose per-step factor ``1 - step *
+    weight_decay`` is not in (0, 1]: at ``learning_rate_init * weight_decay
+    >= 1`` every weight becomes 0, flips its sign or grows each step (the
+    step never exceeds ``learning_rate_init`` under any schedule). Named by
+    the estimator's parameters."""
+    if not learning_rate_init * weight_decay < 1:
+        raise ValueError(
+            "solver='adamw' multiplies the weights by 1 - learning_rate_init * "
+            "alpha each step, which must lie in (0, 1]: learning_rate_init="
+            f"{learning_rate_init!r} and alpha={weight_decay!r} give "
+            f"{1 - learning_rate_init * weight_decay:.6g}; make their product "
+            "smaller than 1 (alpha is the decay rate, 0.01 to 0.1 suit it)")
+
+
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019, as
     PyTorch's AdamW): no L2 term in the loss; after each Adam step every
@@ -161,6 +176,7 @@ class AdamW(Adam):
 
     def __init__(self, params, learning_rate_init=0.001, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, lr_schedule="constant", weight_decay=0.01, decayed=()):
+        check_weight_decay(learning_rate_init, weight_decay)
         super().__init__(params, learning_rate_init, beta_1, beta_2, epsilon,
                          lr_schedule)
         self.weight_decay = weight_decay

@@ -13,59 +13,58 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_sample_weight
 
 from ._base import BaseConvNet, with_parameters
+from ._docs import document
 
 
-@with_parameters(normalize_y=True)
-class ConvNetRegressor(RegressorMixin, BaseConvNet):
-    """A convolutional neural network regressor.
+_SUMMARY = """A convolutional neural network regressor.
 
     The network of ``ConvNetClassifier`` — convolutions with local receptive
     fields and shared weights, pooling, fully connected layers — ending in
     one linear output per target, trained on half the squared error, as
     scikit-learn's ``MLPRegressor``. Parameters shared with ``MLPRegressor``
-    have its names and meanings, so grids carry over; the others are
-    ``ConvNetClassifier``'s and documented there (conv_layers, padding,
-    pooling, pool_size, dropout, batch_norm, image_shape, n_threads, dtype,
-    augment, the "cosine" schedule).
+    have its names and meanings, so grids carry over.
+"""
 
-    Parameters
-    ----------
-    conv_layers, padding, pooling, pool_size, hidden_layer_sizes, activation, \
-dropout, batch_norm, solver, alpha, batch_size, learning_rate, \
-learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, \
-warm_start, momentum, nesterovs_momentum, early_stopping, \
-validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, \
-image_shape, n_threads, dtype, augment
-        As in ``ConvNetClassifier``; ``early_stopping`` follows the R² of
-        the held-out split (not stratified), as ``MLPRegressor``. The
-        augmentations change the image but not its target: mirror images,
-        shifts and erasing suit a target that they leave unchanged (a count,
-        a colour, a size) and not one they change (a position, a left/right
-        angle) — ``fit`` warns.
-    normalize_y : bool, default=True
-        Train on each target standardised (minus its weighted mean, divided
-        by its weighted standard deviation, both from the first fit or the
-        first ``partial_fit``), and undo it in ``predict``, so that targets
-        in any unit — degrees, years, thousands — train with the same
-        learning rate. ``MLPRegressor`` has no such step and trains on y as
-        given (pass False for that); the loss (``loss_curve_``, ``tol``) and
-        ``alpha`` then refer to the standardised targets.
 
-    Attributes
-    ----------
-    n_outputs_ : int
-        Targets per sample.
-    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
-        The standardisation of the targets (0 and 1 with
-        ``normalize_y=False``).
-    n_features_in_, feature_names_in_, image_shape_, layers_, coefs_, \
-intercepts_, n_iter_, t_, loss_, loss_curve_, best_loss_, \
-validation_scores_, best_validation_score_, n_layers_
-        As in ``ConvNetClassifier``.
-    out_activation_ : str
-        "identity".
-    """
-
+@document(
+    _SUMMARY,
+    parameters={"normalize_y": ("bool", """\
+Train on each target standardised (minus its weighted mean, divided
+by its weighted standard deviation, both from the first fit or the
+first ``partial_fit``), and undo it in ``predict``, so that targets
+in any unit — degrees, years, thousands, kilometres times 1e-15 —
+train with the same learning rate and predict alike (the predictions
+of ``c * y`` are ``c`` times those of ``y``). A constant target is
+scaled by its own magnitude. ``MLPRegressor`` has no such step and
+trains on y as given (pass False for that); the loss
+(``loss_curve_``, ``tol``) and ``alpha`` then refer to the
+standardised targets. Targets beyond what ``dtype`` can represent
+are a ValueError. Fixed by the first fit, as the architecture is.""")},
+    attributes={
+        "n_outputs_": ("int", """\
+Targets per sample."""),
+        "y_mean_": ("ndarray of shape (n_outputs_,)", """\
+Each target's mean in the standardisation (0 with
+``normalize_y=False``)."""),
+        "y_scale_": ("ndarray of shape (n_outputs_,)", """\
+Each target's scale in the standardisation (1 with
+``normalize_y=False``)."""),
+        "out_activation_": ("str", """\
+"identity"."""),
+    },
+    notes={
+        "early_stopping": """\
+The split is not stratified and the score is the R² (averaged over
+the outputs), as in MLPRegressor.""",
+        "augment": """\
+The augmentations change the image but not its target: mirror images,
+shifts and erasing suit a target that they leave unchanged (a count, a
+colour, a size) and not one they change (a position, a left/right
+angle) — ``fit`` warns.""",
+    },
+)
+@with_parameters(normalize_y=True)
+class ConvNetRegressor(RegressorMixin, BaseConvNet):
     _parameter_constraints = {
         **BaseConvNet._parameter_constraints,
         "normalize_y": ["boolean"],
@@ -75,14 +74,11 @@ validation_scores_, best_validation_score_, n_layers_
         """One epoch over the given batch of data (no ``classes``: a
         regressor's outputs are y's columns). The first call sets the
         targets' standardisation."""
-        if not hasattr(self, "_network"):
-            self._validate_params()
-        if self.early_stopping:
-            # As MLPRegressor: a held-out split of one batch means nothing.
-            raise ValueError("partial_fit does not support early_stopping=True")
+        self._check_partial_fit(first_call=not hasattr(self, "_network"))
         return self._fit(X, y, sample_weight, incremental=True)
 
     _y_numeric = True
+    _TARGET_PARAMS = ("normalize_y",)
 
     def _fit(self, X, y, sample_weight, incremental):
         if y is None:
@@ -103,24 +99,41 @@ validation_scores_, best_validation_score_, n_layers_
                 f"augment={self.augment!r} changes each training image but not "
                 "its target: use it only for targets that the change leaves as "
                 "they are", UserWarning)
-        return self._fit_checked(X, (y - self.y_mean_) / self.y_scale_,
+        return self._fit_checked(X, self._targets(y, X.dtype.type if first_pass
+                                                  else self._dtype),
                                  sample_weight, incremental, first_pass, nd_shape,
                                  y.shape[1], "identity")
 
     def _set_scaling(self, y, sample_weight):
         """The targets' standardisation (weighted: a weight of 2 counts a
-        sample twice); a constant target keeps a scale of 1."""
+        sample twice), from ``standardisation``."""
         self.n_outputs_ = y.shape[1]
         if not self.normalize_y or sample_weight.sum() <= 0:
             self.y_mean_ = np.zeros(self.n_outputs_)
             self.y_scale_ = np.ones(self.n_outputs_)
             return
-        mean = np.average(y, axis=0, weights=sample_weight)
-        scale = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=sample_weight))
-        # A spread this small against the mean is rounding, not signal.
-        tiny = scale <= 1e-12 * np.maximum(np.abs(mean), 1.0)
-        self.y_mean_ = mean
-        self.y_scale_ = np.where(tiny, 1.0, scale)
+        self.y_mean_, self.y_scale_ = standardisation(y, sample_weight)
+
+    def _targets(self, y, dtype):
+        """y (float64, 2-D) as the network trains on it: standardised with
+        the fitted scaling, checked to be representable in the network's
+        ``dtype`` — y itself (what ``predict`` returns) and the
+        standardised targets (what the loss reads)."""
+        largest = np.finfo(dtype).max
+        if np.abs(y).max(initial=0.0) > largest:
+            raise ValueError(
+                f"y holds values up to {np.abs(y).max():.3g} in magnitude, beyond "
+                f"what this model's {np.dtype(dtype).name} can represent "
+                f"({largest:.3g}): predictions would be inf. Use dtype='float64' "
+                "or express y in a larger unit")
+        z = (y - self.y_mean_) / self.y_scale_
+        if not np.isfinite(z).all() or np.abs(z).max(initial=0.0) > largest:
+            raise ValueError(
+                "y, standardised with the scaling of the first fit (y_mean_, "
+                "y_scale_), holds values beyond what this model's "
+                f"{np.dtype(dtype).name} can represent: these targets are on "
+                "another scale than those the model was first fitted on")
+        return z
 
     def _validation_score(self, X_val, y_val, sw_val):
         """R² (averaged over the outputs) of the early-stopping split, in
@@ -139,3 +152,26 @@ validation_scores_, best_validation_score_, n_layers_
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def standardisation(y, sample_weight):
+    """Each column's weighted mean and standard deviation, as ``(mean,
+    scale)``, with ``scale * c`` and ``mean * c`` those of ``y * c`` for any
+    factor ``c`` (to rounding), so that a target trains alike in any unit.
+
+    The sums are taken on ``y`` divided by its largest magnitude, which lies
+    in [-1, 1]: the squares can neither overflow (y of 1e160) nor underflow
+    (y of 1e-300) wherever the mean and the deviation are themselves
+    representable. A spread below 1e-12 of that magnitude is rounding, not
+    signal: the column is constant and its scale is its mean's magnitude
+    (1 for a column of zeros), so that predictions stay in the target's units rather
+    than in absolute ones.
+    """
+    peak = np.abs(y).max(axis=0)
+    unit = np.where(peak > 0, peak, 1.0)
+    z = y / unit
+    mean = np.average(z, axis=0, weights=sample_weight)
+    spread = np.sqrt(np.average((z - mean) ** 2, axis=0, weights=sample_weight))
+    constant = spread <= 1e-12
+    scale = np.where(constant, np.where(mean != 0, np.abs(mean), 1.0), spread)
+    return mean * unit, scale * unit

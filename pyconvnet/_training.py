@@ -72,6 +72,7 @@ def fit_epochs(model, X, y, sample_weight, incremental, n_threads):
         for epoch in range(max_epochs):
             start = time.perf_counter()
             order = rng.permutation(n_samples) if model.shuffle else np.arange(n_samples)
+            _check_weighted_batches(network, sample_weight[order] > 0, batch_size)
             epoch_loss = 0.0
             epoch_start = optimizer.epochs_done
             bar = progress()
@@ -193,6 +194,17 @@ def _update_no_improvement_count(model, early_stopping):
             model.best_loss_ = model.loss_curve_[-1]
 
 
+def _check_weighted_batches(network, weighted, batch_size):
+    """Refuse, before an epoch starts, a batch of it that the layers cannot
+    train on once its samples of zero weight are left out (batch norm
+    averages only the others): ``weighted`` says which samples, in the
+    epoch's order, have a positive weight. A batch with none is skipped."""
+    starts = np.arange(0, weighted.shape[0], batch_size)
+    counts = np.add.reduceat(weighted.astype(np.intp), starts)
+    for count in np.unique(counts[counts > 0]):
+        network.check_weighted_batch(int(count))
+
+
 def _diverged(what, epoch):
     return ValueError(
         f"Training diverged in epoch {epoch}: {what}. The weights of the last "
@@ -215,6 +227,14 @@ def _validation_split(X, y, sample_weight, fraction, rng, stratify=True):
             "The validation set is too small. Increase 'validation_fraction' "
             "or the size of your dataset."
         )
+    # Either part with no weight leaves nothing to learn from or to score.
+    for part, weights in (("training", sample_weight), ("validation", sw_val)):
+        if not weights.sum() > 0:
+            raise ValueError(
+                f"early_stopping: the sample weights of the {part} part of the "
+                f"split ({weights.shape[0]} samples, validation_fraction="
+                f"{fraction}) sum to zero; give those samples weight, or fit "
+                "without early_stopping")
     return X, X_val, y, y_val, sample_weight, sw_val
 
 

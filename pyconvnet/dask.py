@@ -156,6 +156,9 @@ def _map(model, X, method):
     once, not with every task."""
     from sklearn.utils.validation import check_is_fitted
 
+    # What the estimator lacks (a regressor's predict_proba) is refused
+    # here, as the estimator refuses it, not when the lazy result is computed.
+    getattr(model, method)
     check_is_fitted(model)
     X = _rows_only(X)
     shared = dask.delayed(model, pure=True)

@@ -117,7 +117,10 @@ def load_fashion_mnist(data_home=None, return_X_y=False):
     ----------
     data_home : str, default=None
     return_X_y : bool, default=False
-        Return ``(X_train, X_test, y_train, y_test)`` instead of a Bunch.
+        Return ``(X_train, X_test, y_train, y_test)`` instead of a Bunch,
+        the X as images, (60000, 28, 28) and (10000, 28, 28), which is how
+        the estimators read them (``X.reshape(len(X), -1)`` gives the rows
+        of pixels that other models take).
 
     Returns
     -------
@@ -125,6 +128,8 @@ def load_fashion_mnist(data_home=None, return_X_y=False):
         ``data`` (60000, 784) float32 in [0, 1], ``target`` (60000,) int64,
         ``images`` (60000, 28, 28) (a view of ``data``), ``data_test``,
         ``target_test``, ``images_test`` likewise for the 10,000 test images,
+        ``image_shape`` (28, 28), the shape of one image (pass it as an
+        estimator's ``image_shape`` with the rows of ``data``),
         ``target_names`` (the 10 class names), ``DESCR``.
 
     Raises
@@ -170,13 +175,14 @@ def load_fashion_mnist(data_home=None, return_X_y=False):
               .astype(np.float32) / np.float32(255))
     y_train = arrays["train_labels"].astype(np.int64)
     y_test = arrays["test_labels"].astype(np.int64)
+    side = tuple(int(s) for s in arrays["train_images"].shape[1:])
     if return_X_y:
-        return X_train, X_test, y_train, y_test
-    side = arrays["train_images"].shape[1:]
+        return (X_train.reshape((-1,) + side), X_test.reshape((-1,) + side),
+                y_train, y_test)
     return Bunch(
         data=X_train, target=y_train, images=X_train.reshape((-1,) + side),
         data_test=X_test, target_test=y_test, images_test=X_test.reshape((-1,) + side),
-        target_names=np.array(FASHION_MNIST_CLASSES),
+        image_shape=side, target_names=np.array(FASHION_MNIST_CLASSES),
         DESCR=("Fashion-MNIST: 70,000 28x28 grey-scale images of 10 kinds of "
                "clothing (Zalando Research), 60,000 for training and 10,000 "
                "for testing; pixels scaled to [0, 1]."),
@@ -203,7 +209,10 @@ def make_digit_sums(n_train=6000, n_test=2000, random_state=0, return_X_y=False)
     n_train, n_test : int, default=6000, 2000
     random_state : int, RandomState or None, default=0
     return_X_y : bool, default=False
-        Return ``(X_train, X_test, y_train, y_test)`` instead of a Bunch.
+        Return ``(X_train, X_test, y_train, y_test)`` instead of a Bunch,
+        the X as images, (n_train, 16, 24) and (n_test, 16, 24), which is
+        how the estimators read them (``X.reshape(len(X), -1)`` gives the
+        rows of pixels that other models take).
 
     Returns
     -------
@@ -211,7 +220,10 @@ def make_digit_sums(n_train=6000, n_test=2000, random_state=0, return_X_y=False)
         ``data`` (n_train, 384) float32 in [0, 1] (rows of 16x24 images),
         ``target`` (n_train,) float64, ``images`` (n_train, 16, 24) (a view
         of ``data``), ``data_test``, ``target_test``, ``images_test``
-        likewise, ``DESCR``.
+        likewise, ``image_shape`` (16, 24), the shape of one image (pass it
+        as an estimator's ``image_shape`` with the rows of ``data``: 384 is
+        no square, and rows alone would be read as 1x384 strips),
+        ``DESCR``.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -237,15 +249,16 @@ def make_digit_sums(n_train=6000, n_test=2000, random_state=0, return_X_y=False)
                 r, c = rows[i, k], cols[i, k]
                 images[i, r:r + 8, c:c + 8] = scans[pairs[i, k]]
         target = digits.target[pairs].sum(axis=1).astype(np.float64)
-        return images.reshape(n, -1), target
+        return images, target
 
-    X_train, y_train = canvases(train_idx, n_train)
-    X_test, y_test = canvases(test_idx, n_test)
+    images_train, y_train = canvases(train_idx, n_train)
+    images_test, y_test = canvases(test_idx, n_test)
     if return_X_y:
-        return X_train, X_test, y_train, y_test
+        return images_train, images_test, y_train, y_test
     return Bunch(
-        data=X_train, target=y_train, images=X_train.reshape(-1, 16, 24),
-        data_test=X_test, target_test=y_test, images_test=X_test.reshape(-1, 16, 24),
+        data=images_train.reshape(n_train, -1), target=y_train, images=images_train,
+        data_test=images_test.reshape(n_test, -1), target_test=y_test,
+        images_test=images_test, image_shape=(16, 24),
         DESCR=("Digit sums: 16x24 canvases holding two of scikit-learn's 8x8 "
                "handwritten digits at random places; the target is the sum "
                "of their values (0 to 18)."),

@@ -347,12 +347,6 @@ def _validate_batch_norm(x, gamma, beta, eps, n_threads, sample_weight, dy=None)
         if a.shape != (x.shape[1],):
             raise ValueError(f"{name} must have shape (n_channels,) = "
                              f"({x.shape[1]},), got {a.shape}")
-    if x.shape[0] * x.shape[2] * x.shape[3] == 1:
-        # One value per channel normalises to exactly 0 whatever it is, and
-        # its gradient vanishes (PyTorch refuses it in training too).
-        raise ValueError(
-            "batch norm needs more than one value per channel (n_samples * "
-            f"height * width > 1), got x of shape {x.shape}")
     if dy is not None:
         _check_dy(arrays[3], x.shape, "batch-norm")
     if (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
@@ -367,6 +361,17 @@ def _validate_batch_norm(x, gamma, beta, eps, n_threads, sample_weight, dy=None)
         if (not np.isfinite(sample_weight).all() or (sample_weight < 0).any()
                 or (x.shape[0] and sample_weight.sum() <= 0)):
             raise ValueError("sample_weight must be finite, >= 0, and not sum to 0")
+    # What is averaged: the samples of positive weight, at every position.
+    n_weighted = (x.shape[0] if sample_weight is None
+                  else int(np.count_nonzero(sample_weight)))
+    if n_weighted * x.shape[2] * x.shape[3] == 1:
+        # One value per channel normalises to exactly 0 whatever it is, and
+        # its gradient vanishes (PyTorch refuses it in training too).
+        raise ValueError(
+            "batch norm needs more than one value per channel (samples of "
+            f"positive weight * height * width > 1), got x of shape {x.shape}"
+            + ("" if sample_weight is None else
+               f" with {n_weighted} sample of positive weight"))
     return arrays, sample_weight, effective_n_threads(n_threads)
 
 

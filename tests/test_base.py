@@ -3,6 +3,7 @@ save/load follow, and the public methods the add-ons use."""
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -157,3 +158,49 @@ def test_a_model_pickled_without_a_network_spec_predicts(fitted):
     assert old.network_.spec == model.network_.spec
     np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
     old.partial_fit(X, model.predict(X))
+
+
+def test_each_parameter_is_documented_once_with_its_default():
+    """Both estimators' docstrings list every parameter of their signature
+    on its own line with the signature's default; a shared parameter's
+    entry is the same text in both (written once)."""
+    import inspect
+    import re
+
+    from pyconvnet import ConvNetClassifier, ConvNetRegressor
+
+    entries = {}
+    for cls in (ConvNetClassifier, ConvNetRegressor):
+        doc = cls.__doc__
+        params = doc[doc.index("Parameters\n"):doc.index("Attributes\n")]
+        found = dict(re.findall(r"^    (\w+) : .*?, default=(.*)$", params, re.M))
+        signature = inspect.signature(cls).parameters
+        assert list(found) == list(signature)
+        for name, parameter in signature.items():
+            default = parameter.default
+            assert found[name] == (f'"{default}"' if isinstance(default, str)
+                                   else repr(default)), name
+        blocks = re.split(r"^    (?=\w+ : )", params, flags=re.M)[1:]
+        entries[cls] = {b.split(" : ")[0]: b for b in blocks}
+    shared = set(entries[ConvNetClassifier]) & set(entries[ConvNetRegressor])
+    assert len(shared) == len(inspect.signature(ConvNetClassifier).parameters) - 1
+    different = {n for n in shared
+                 if entries[ConvNetClassifier][n] != entries[ConvNetRegressor][n]}
+    # only where a note says what is particular to one estimator
+    assert different == {"early_stopping", "augment"}
+
+
+def test_out_activation_is_documented_as_fitted(digits):
+    from pyconvnet import ConvNetClassifier
+
+    X, y = digits
+    Y = np.stack([y % 2, y > 4], axis=1).astype(int)
+    model = ConvNetClassifier(conv_layers=((2, 3),), hidden_layer_sizes=(4,),
+                              max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert model.fit(X[:60], Y[:60]).out_activation_ == "logistic"
+        assert model.fit(X[:60], y[:60]).out_activation_ == "softmax"
+    doc = ConvNetClassifier.__doc__
+    entry = doc[doc.index("out_activation_ :"):].split("\n    n_features_in_")[0]
+    assert '"softmax"' in entry and '"logistic"' in entry and "multi-label" in entry

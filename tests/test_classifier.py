@@ -440,13 +440,42 @@ def test_main_job_runs(capsys):
         main(["--conv-layers", "4x3"])
 
 
+@pytest.mark.parametrize("option, text", [
+    ("--conv-layers", ",,"), ("--conv-layers", ""), ("--conv-layers", ","),
+    ("--conv-layers", "4:3,,pool"), ("--conv-layers", "4:3,"), ("--conv-layers", ",4:3"),
+    ("--conv-layers", "4"), ("--conv-layers", "4:3:1:1"), ("--conv-layers", "4::3"),
+    ("--conv-layers", "4:3,poll"), ("--conv-layers", " "), ("--hidden", "16,,8"),
+    ("--hidden", "16,"), ("--hidden", "a"),
+])
+def test_malformed_entries_are_usage_errors(capsys, option, text):
+    """Any empty or malformed entry is a usage error (exit status 2) naming
+    the option, before anything trains."""
+    from pyconvnet.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main([option, text, "--epochs", "1", "--quiet", "--no-mlp"])
+    assert info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_help_says_the_baseline_runs_more_epochs(capsys):
+    from pyconvnet.__main__ import MLP_EPOCHS, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"baseline runs up to {MLP_EPOCHS} times as many" in text
+
+
 def test_main_job_regression(capsys):
     from pyconvnet.__main__ import main
 
     assert main(["--task", "regression", "--epochs", "2", "--conv-layers", "4:3,pool",
                  "--hidden", "16", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "digit-sums: 6000 training and 2000 test samples, 384 features" in out
+    # the network reads 16x24 images, never 1x384 strips
+    assert "digit-sums: 6000 training and 2000 test images of 16x24" in out
+    assert "1x16x24" in out and "1x384" not in out
     rows = [line.split() for line in out.splitlines()
             if line.startswith(("ConvNetRegressor", "MLPRegressor"))]
     assert [r[0] for r in rows] == ["ConvNetRegressor", "MLPRegressor"]
@@ -468,7 +497,11 @@ def test_digit_sums_are_sums_of_disjoint_scans():
     assert data.images.shape == (300, 16, 24) and data.data.dtype == np.float32
     assert data.images_test.shape == (100, 16, 24)
     again = make_digit_sums(n_train=300, n_test=100, random_state=3, return_X_y=True)
-    np.testing.assert_array_equal(again[0], data.data)
+    # images as the model reads them, not 1x384 strips; the rows' shape
+    # travels with the Bunch
+    assert again[0].shape == (300, 16, 24) and data.image_shape == (16, 24)
+    np.testing.assert_array_equal(again[0].reshape(300, -1), data.data)
+    np.testing.assert_array_equal(again[0], data.images)
     digits = load_digits()
     scans = {(digits.images[i] / 16).astype(np.float32).tobytes(): digits.target[i]
              for i in range(len(digits.target))}

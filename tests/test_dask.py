@@ -227,3 +227,10 @@ def test_regressor_out_of_core_equals_in_memory_and_predicts_lazily(client, data
     np.testing.assert_array_equal(predicted, model.predict(images))
     with pytest.raises(ValueError, match="classes is for classifiers"):
         pcd.partial_fit(ConvNetRegressor(**PARAMS), Xd, Y, classes=[0, 1])
+    # What the regressor lacks is refused at the call, as the estimator
+    # refuses it, not when the lazy result is computed.
+    for method in ("predict_proba", "predict_log_proba"):
+        with pytest.raises(AttributeError, match=method):
+            getattr(pcd, method)(model, Xd)
+        with pytest.raises(AttributeError, match=method):
+            getattr(pcd, method)(ConvNetRegressor(**PARAMS), Xd)

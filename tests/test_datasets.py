@@ -83,7 +83,10 @@ def test_load_fashion_mnist_from_data_home_and_env(tmp_path, monkeypatch):
     _write_fake_fashion(env_dir, n_train=3, n_test=2, compress=False)
     monkeypatch.setenv("PYCONVNET_DATA", str(tmp_path / "env"))
     X_train, X_test, y_train, y_test = load_fashion_mnist(return_X_y=True)
-    assert X_train.shape == (3, 784) and X_test.shape == (2, 784)
+    # images, as the estimators read them; the Bunch's rows with their shape
+    assert X_train.shape == (3, 28, 28) and X_test.shape == (2, 28, 28)
+    np.testing.assert_array_equal(X_train.reshape(3, -1), load_fashion_mnist().data)
+    assert load_fashion_mnist().image_shape == (28, 28)
 
 
 def test_load_fashion_mnist_missing_says_how_to_get_it(tmp_path, monkeypatch):

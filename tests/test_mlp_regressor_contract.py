@@ -318,10 +318,11 @@ def test_targets_in_any_unit_train_alike():
     with ignore_warnings(category=ConvergenceWarning):
         weighted = ConvNetRegressor(**dict(params, max_iter=1)).fit(X, y, sample_weight=w)
     assert_allclose(weighted.y_mean_, [np.average(y, weights=w)])
-    # a constant target keeps a scale of 1
+    # a constant target is scaled by its own magnitude (so that it predicts
+    # alike in any unit)
     with ignore_warnings(category=ConvergenceWarning):
         constant = ConvNetRegressor(**dict(params, max_iter=1)).fit(X, np.full(len(y), 7.0))
-    assert_allclose(constant.y_scale_, [1.0])
+    assert_allclose(constant.y_scale_, [7.0])
 
 
 def test_augmentation_warns_that_the_target_must_not_change():

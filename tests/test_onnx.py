@@ -121,9 +121,9 @@ def test_pipeline_round_trip_on_a_real_test_set(digits):
     try:
         from pyconvnet.datasets import load_fashion_mnist
 
-        X_train, X_test, y_train, _ = load_fashion_mnist(return_X_y=True)
-        X_train, y_train = X_train[:3000] * 255, y_train[:3000]
-        X_test = X_test * 255
+        data = load_fashion_mnist()          # rows of pixels, for MinMaxScaler
+        X_train, y_train = data.data[:3000] * 255, data.target[:3000]
+        X_test = data.data_test * 255
     except (OSError, FileNotFoundError):
         X, y = digits
         X_train, y_train, X_test = X[:1000], y[:1000], X[1000:]
