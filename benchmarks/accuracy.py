@@ -259,9 +259,11 @@ def main(argv=None):
             rungs = [(name, make) for name, make in rungs
                      if int(name.split(".")[0]) in args.rungs]
         else:
+            # A model of the pixels: rows of them.
             mlp = run(MLPClassifier(hidden_layer_sizes=(100,), max_iter=epochs * 4,
                                     early_stopping=True, random_state=0),
-                      X_train, y_train, X_test, y_test)
+                      X_train.reshape(len(X_train), -1), y_train,
+                      X_test.reshape(len(X_test), -1), y_test)
             rows.append({"rung": "MLPClassifier (100)", **mlp})
             print(f"[{dataset}] MLPClassifier: {mlp['accuracy']:.4f}", file=sys.stderr)
         previous = None

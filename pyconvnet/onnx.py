@@ -169,12 +169,21 @@ def convert_convnet_regressor(scope, operator, container):
     input's type as skl2onnx declared it."""
     model = operator.raw_operator
     graph, scores = _scores(scope, operator, container)
-    scaled = graph.node("Mul", [scores, graph.constant("y_scale", model.y_scale_)],
+    # The standardisation is undone in the output's type: targets in units
+    # beyond float32's range (y_scale_ of 1e160) then export with float64
+    # input, and float32 input refuses them instead of answering inf.
+    out_type = guess_proto_type(operator.outputs[0].type)
+    out_dtype = np.float64 if out_type == onnx_proto.TensorProto.DOUBLE else np.float32
+    scale, mean = (np.asarray(v).astype(out_dtype) for v in (model.y_scale_, model.y_mean_))
+    if not (np.isfinite(scale).all() and np.isfinite(mean).all()):
+        raise ValueError(
+            f"this {type(model).__name__}'s targets (y_mean_, y_scale_) lie beyond "
+            f"{np.dtype(out_dtype).name}'s range: export it with float64 input")
+    scores = graph.node("Cast", [scores], "scores_out", to=out_type)
+    scaled = graph.node("Mul", [scores, graph.constant("y_scale", scale, out_type)],
                         "scaled")
-    values = graph.node("Add", [scaled, graph.constant("y_mean", model.y_mean_)],
-                        "values")
-    graph.node("Cast", [values], "values_out", output=operator.outputs[0].full_name,
-               to=guess_proto_type(operator.outputs[0].type))
+    graph.node("Add", [scaled, graph.constant("y_mean", mean, out_type)], "values",
+               output=operator.outputs[0].full_name)
 
 
 def _regressor_shape(operator):

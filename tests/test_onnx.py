@@ -164,3 +164,29 @@ def test_regressor_round_trip_in_a_pipeline(digits, n_outputs, params):
                                    pipe.predict(X_test), rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="ConvNetRegressor is not fitted"):
         to_onnx(ConvNetRegressor(), X[:1])
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30, 1e160])
+def test_regressor_targets_in_any_unit_export(digits, factor):
+    """The standardisation is undone in the output's type: tiny and huge
+    units export; units beyond float32's range need float64 input and are
+    refused with float32 input."""
+    from pyconvnet import ConvNetRegressor
+
+    X, _ = digits
+    y = X[:300].astype(np.float64).reshape(-1, 8, 8)[:, 2:6, 2:6].sum(axis=(1, 2)) * factor
+    model = _fit(ConvNetRegressor(conv_layers=((4, 3),), hidden_layer_sizes=(8,),
+                                  max_iter=2, dtype="float64", random_state=0),
+                 X[:300].astype(np.float64), y)
+    X_test = X[300:400].astype(np.float64)
+    (out,) = _run(to_onnx(model, X_test[:1], target_opset=17), X_test)
+    np.testing.assert_allclose(out.ravel(), model.predict(X_test), rtol=1e-4,
+                               atol=1e-4 * np.abs(y).max())
+    X32 = X_test.astype(np.float32)
+    if factor > 1e38:
+        with pytest.raises(ValueError, match="float64 input"):
+            to_onnx(model, X32[:1], target_opset=17)
+    else:
+        (out,) = _run(to_onnx(model, X32[:1], target_opset=17), X32)
+        np.testing.assert_allclose(out.ravel(), model.predict(X_test), rtol=1e-4,
+                                   atol=1e-4 * np.abs(y).max())
