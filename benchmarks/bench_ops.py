@@ -34,7 +34,7 @@ from _common import machine, markdown_table, median_time, write_json  # noqa: E4
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from pyconvnet import ops  # noqa: E402
+from pyconvnet import _dispatch, ops  # noqa: E402
 from pyconvnet._threads import blas_single_threaded  # noqa: E402
 
 # name: (x shape, weight shape, padding, input gradient wanted)
@@ -184,9 +184,9 @@ def bench_pool(threads, repeats, dtype):
                                     repeats)
                 # The backward kernel alone, from the forward pass's cache
                 # (the public pool2d_grad recomputes the forward pass).
-                y, cache = ops._pool_forward(x, kind, (2, 2), (2, 2), n)
+                y, cache = _dispatch.pool_forward(x, kind, (2, 2), (2, 2), n)
                 t_bwd = median_time(
-                    lambda: ops._pool_backward(dy, x, y, cache, kind, (2, 2), (2, 2), n),
+                    lambda: _dispatch.pool_backward(dy, x, y, cache, kind, (2, 2), (2, 2), n),
                     repeats,
                 )
                 row = {

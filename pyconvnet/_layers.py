@@ -13,7 +13,8 @@ Every layer has
   (None when ``input_grad`` is False, as for the first layer).
 
 Layers keep what their backward pass needs from the last forward pass. They
-reach the compiled kernels only through ``pyconvnet.ops``.
+reach the compiled kernels only through ``_dispatch`` (never ``ops``'s own
+helpers: ``ops`` is the validated public API).
 
 The registry: each layer class is registered for its spec type
 (``_spec``) and owns, besides its passes, its construction from the spec
@@ -25,7 +26,7 @@ instantiates a network spec.
 import numpy as np
 from scipy.special import expit
 
-from . import _geometry, _spec, ops
+from . import _dispatch, _geometry, _spec
 
 # Variance scale of the initial weights: He initialisation for ReLU,
 # N(0, 1/n_in) for sigmoid and tanh (and for the output layer).
@@ -226,13 +227,11 @@ class Conv2D(Layer):
         on ``batch`` samples: chosen once per dtype, batch size (up to
         ``registry.AUTO_BATCH``), request (``implementation``, or
         ``PYCONVNET_CONV``) and instruction set, and kept (not pickled)."""
-        key = (dtype, min(batch, ops.registry.AUTO_BATCH),
-               ops.registry.requested(self.implementation),
-               ops.registry.current_isa())
+        key = _dispatch.conv_choice_key(self.implementation, dtype, batch)
         chosen = self.__dict__.setdefault("_chosen", {})
         if key not in chosen:
-            chosen[key] = ops._conv_implementation(key[2], self.geometry, dtype,
-                                                   key[1])
+            chosen[key] = _dispatch.conv_implementation(key[2], self.geometry, dtype,
+                                                        key[1])
         return chosen[key]
 
     def fuses_with(self, next_layer):
@@ -302,7 +301,7 @@ class Conv2D(Layer):
             argmax = self._buffer("argmax", shape, np.intc, training)
         # In training the implementation may keep work for the backward
         # pass (im2col's unfolding) in arrays this layer lends it.
-        y, argmax, saved = ops._conv_forward(
+        y, argmax, saved = _dispatch.conv_forward(
             x, weight, bias, self.stride, self.padding,
             self.n_threads, activation, out=out,
             pool=None if pool is None else pool.size, argmax=argmax,
@@ -321,7 +320,7 @@ class Conv2D(Layer):
         dbias = (self._grads[1] if self.has_bias else
                  self._buffer("dbias", self.weight.shape[:1], self.weight.dtype,
                               True))
-        dx, _, _ = ops._conv_backward(
+        dx, _, _ = _dispatch.conv_backward(
             np.ascontiguousarray(dy), self._x, self.weight, self.stride,
             self.padding, self.input_grad, self.n_threads, self.activation,
             self._y, saved=self._saved, dx=dx, dweight=self._grads[0],
@@ -406,7 +405,7 @@ class BatchNorm2D(Layer):
         gamma, beta, running_mean, running_var = self._params
         if not training:
             scale, shift = self._scale_shift()
-            y = ops._bn_forward_scale(x, scale.astype(x.dtype),
+            y = _dispatch.bn_forward_scale(x, scale.astype(x.dtype),
                                       shift.astype(x.dtype), self.n_threads,
                                       self.activation,
                                       out=self._buffer("y", x.shape, x.dtype, False))
@@ -418,7 +417,7 @@ class BatchNorm2D(Layer):
             shape = (x.shape[0],) + pool.out_shape
             out = self._buffer("pooled", shape, x.dtype, True)
             argmax = self._buffer("argmax", shape, np.intc, True)
-        y, mean, var, invstd = ops._bn_forward_train(
+        y, mean, var, invstd = _dispatch.bn_forward_train(
             x, gamma, beta, self.EPS, self.n_threads, self.activation, out=out,
             weights=sample_weight, pool=None if pool is None else pool.size,
             argmax=argmax, stats=stats)
@@ -437,7 +436,7 @@ class BatchNorm2D(Layer):
     def backward(self, dy):
         x, y, mean, invstd, sample_weight, argmax = self._saved
         dx = self._buffer("dx", x.shape, x.dtype, True)
-        dx, _, _ = ops._bn_backward(np.ascontiguousarray(dy), x, y,
+        dx, _, _ = _dispatch.bn_backward(np.ascontiguousarray(dy), x, y,
                                     self._params[0], mean, invstd,
                                     self.n_threads, self.activation, dx=dx,
                                     dgamma=self._grads[0], dbeta=self._grads[1],
@@ -480,7 +479,7 @@ class Pool2D(Layer):
         argmax = None
         if self.pool_kind == "max":
             argmax = self._buffer("argmax", shape, np.intc, training)
-        y, cache = ops._pool_forward(x, self.pool_kind, self.size, self.size,
+        y, cache = _dispatch.pool_forward(x, self.pool_kind, self.size, self.size,
                                      self.n_threads, out=out, argmax=argmax)
         self._saved = (x, y, cache)
         return y
@@ -490,7 +489,7 @@ class Pool2D(Layer):
             return None
         x, y, cache = self._saved
         dx = self._buffer("dx", x.shape, x.dtype, True)
-        return ops._pool_backward(np.ascontiguousarray(dy), x, y, cache,
+        return _dispatch.pool_backward(np.ascontiguousarray(dy), x, y, cache,
                                   self.pool_kind, self.size, self.size,
                                   self.n_threads, dx=dx)
 
@@ -549,17 +548,17 @@ class Dense(Layer):
     def forward(self, x, training):
         self._x = x
         y = self._buffer("y", (x.shape[0], self.weight.shape[1]), x.dtype, training)
-        ops._matmul(x, self.weight, y, self.n_threads)
+        _dispatch.matmul(x, self.weight, y, self.n_threads)
         y += self.bias
         return y
 
     def backward(self, dy):
-        ops._matmul(self._x.T, dy, self._grads[0], self.n_threads)
+        _dispatch.matmul(self._x.T, dy, self._grads[0], self.n_threads)
         np.sum(dy, axis=0, out=self._grads[1])
         if not self.input_grad:
             return None
         dx = self._buffer("dx", self._x.shape, dy.dtype, True)
-        return ops._matmul(dy, self.weight.T, dx, self.n_threads)
+        return _dispatch.matmul(dy, self.weight.T, dx, self.n_threads)
 
 
 @register_layer(_spec.ActivationSpec)

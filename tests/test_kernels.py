@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pyconvnet._kernels as kernels
-from pyconvnet import ops
+from pyconvnet import _dispatch, ops
 from pyconvnet._kernels import runtime
 
 
@@ -128,7 +128,7 @@ def test_activation_codes_are_one_list():
     expected = {"relu": np.maximum(x, 0), "sigmoid": 1 / (1 + np.exp(-x)),
                 "tanh": np.tanh(x), "identity": x}
     for name, want in expected.items():
-        got = ops._conv_forward(x, w, None, (1, 1), (0, 0), 1, name)[0]
+        got = _dispatch.conv_forward(x, w, None, (1, 1), (0, 0), 1, name)[0]
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
 
 
@@ -208,10 +208,10 @@ def test_every_implementation_agrees_with_the_naive_one(name, dtype, geometry,
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     results = {}
     for impl in (name, "naive"):
-        y, _, saved = ops._conv_forward(x, w, b, stride, padding, 2, activation,
+        y, _, saved = _dispatch.conv_forward(x, w, b, stride, padding, 2, activation,
                                         implementation=impl)
         dy = np.cos(3 * y).astype(dtype)
-        grads = ops._conv_backward(dy, x, w, stride, padding, True, 2, activation,
+        grads = _dispatch.conv_backward(dy, x, w, stride, padding, True, 2, activation,
                                    y, saved, implementation=impl)
         results[impl] = (y,) + grads
     for got, want, what in zip(results[name], results["naive"],
@@ -235,10 +235,10 @@ def test_every_implementation_pools_as_the_naive_one(name, pool):
     b = rng.standard_normal(4)
     results = {}
     for impl in (name, "naive"):
-        y, argmax, saved = ops._conv_forward(x, w, b, (1, 1), (1, 1), 2, "relu",
+        y, argmax, saved = _dispatch.conv_forward(x, w, b, (1, 1), (1, 1), 2, "relu",
                                              pool=pool, implementation=impl)
         dy = np.sin(5 * y)
-        grads = ops._conv_backward(dy, x, w, (1, 1), (1, 1), True, 2, "relu", y,
+        grads = _dispatch.conv_backward(dy, x, w, (1, 1), (1, 1), True, 2, "relu", y,
                                    saved, argmax=argmax, implementation=impl)
         results[impl] = (y, argmax) + grads
     for got, want, what in zip(results[name], results["naive"],
@@ -325,9 +325,9 @@ WINOGRAD_GEOMETRIES = [
 
 
 def _forward_backward(name, x, w, b, stride, padding, activation, dy):
-    y, _, saved = ops._conv_forward(x, w, b, stride, padding, 2, activation,
+    y, _, saved = _dispatch.conv_forward(x, w, b, stride, padding, 2, activation,
                                     implementation=name)
-    return (y,) + ops._conv_backward(dy, x, w, stride, padding, True, 2,
+    return (y,) + _dispatch.conv_backward(dy, x, w, stride, padding, True, 2,
                                      activation, y, saved, implementation=name)
 
 
@@ -351,7 +351,7 @@ def test_winograd_agrees_with_the_naive_one(name, dtype, geometry, activation):
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     # One output gradient for both: the gradients' own error, not the
     # forward pass's propagated through dy.
-    y = ops._conv_forward(x, w, b, stride, padding, 1, activation,
+    y = _dispatch.conv_forward(x, w, b, stride, padding, 1, activation,
                           implementation="naive")[0]
     dy = np.cos(3 * y).astype(dtype)
     got = _forward_backward(name, x, w, b, stride, padding, activation, dy)

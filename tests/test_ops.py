@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pyconvnet
-from pyconvnet import _geometry, ops
+from pyconvnet import _dispatch, _geometry, ops
 
 import reference as ref
 
@@ -340,7 +340,7 @@ def test_dense_matmul_tiles_match_numpy_for_any_thread_count(shape, dtype):
         outs = []
         for n_threads in (1, 2, 3, 8):
             out = np.full(out_shape, np.nan, dtype)
-            assert ops._matmul(a, b, out, n_threads) is out
+            assert _dispatch.matmul(a, b, out, n_threads) is out
             outs.append(out)
         np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, **tol)
         for other in outs[1:]:
@@ -361,14 +361,14 @@ def test_dense_matmul_with_unit_dimensions(shape):
                  (np.lib.stride_tricks.as_strided(x, strides=(8 * 1000, 8)) if m == 1
                   else x, w)):
         out = np.empty((a.shape[0], b.shape[1]))
-        np.testing.assert_allclose(ops._matmul(a, b, out, 2), a @ b, rtol=1e-12)
+        np.testing.assert_allclose(_dispatch.matmul(a, b, out, 2), a @ b, rtol=1e-12)
 
 
 def test_dense_matmul_falls_back_on_layouts_blas_cannot_take():
     x = np.arange(24.0).reshape(4, 6)[:, ::2]          # neither stride is 8
     w = np.ones((3, 2))
     out = np.empty((4, 2))
-    np.testing.assert_array_equal(ops._matmul(x, w, out, 2), x @ w)
+    np.testing.assert_array_equal(_dispatch.matmul(x, w, out, 2), x @ w)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
