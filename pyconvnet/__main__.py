@@ -13,7 +13,7 @@ import numpy as np
 
 from . import ConvNetClassifier, ConvNetRegressor, __version__, openmp_enabled
 from ._augment import AUGMENT_KINDS
-from ._spec import POOL
+from ._spec import MARKERS, parse_conv_layers_text, split_entries
 from ._threads import effective_n_threads
 
 # The estimator's parameter behind each option, so that the estimator's own
@@ -65,41 +65,16 @@ def _with_options(message):
                   lambda match: OPTIONS[match.group(1)], message)
 
 
-def _entries(text):
-    """The comma-separated entries of an option: every one must be there
-    (no empty entry, no stray comma)."""
-    entries = text.split(",")
-    for number, entry in enumerate(entries, 1):
-        if not entry.strip():
-            raise ValueError(f"entry {number} of {text!r} is empty")
-    return [entry.strip() for entry in entries]
-
-
-def _integers(text, separator=","):
-    """``text`` as a tuple of ints ('' is none)."""
+def _integers(text):
+    """--hidden's text as a tuple of ints ('' is none)."""
     if not text.strip():
         return ()
-    parts = _entries(text) if separator == "," else text.split(separator)
     try:
-        return tuple(int(part) for part in parts)
-    except ValueError:
-        raise ValueError(f"{text!r} is not integers separated by "
-                         f"{separator!r}") from None
-
-
-def _conv_layers(text):
-    """--conv-layers' text as the estimator's conv_layers: FILTERS:KERNEL
-    [:STRIDE] entries and pool markers (the estimator checks the values)."""
-    layers = []
-    for entry in _entries(text):
-        if entry == POOL:
-            layers.append(POOL)
-            continue
-        values = _integers(entry, ":")
-        if len(values) not in (2, 3):
-            raise ValueError(f"{entry!r} is not FILTERS:KERNEL[:STRIDE] nor {POOL}")
-        layers.append(values)
-    return tuple(layers)
+        return tuple(int(part) for part in split_entries(text))
+    except ValueError as exc:
+        if "empty" in str(exc):
+            raise
+        raise ValueError(f"{text!r} is not integers separated by ','") from None
 
 
 def _load(name, data_home, test_size, random_state):
@@ -162,12 +137,15 @@ def main(argv=None):
                         default=None, help="augment training batches on the fly")
     parser.add_argument("--conv-layers", default="20:5,40:5",
                         help="conv layers as FILTERS:KERNEL[:STRIDE][,...] "
-                        "(default: %(default)s, Nielsen's two conv-pool layers); "
-                        "with 'pool' entries, pooling only where they stand "
-                        "(32:3,32:3,pool,64:3,64:3,pool)")
+                        "(default: %(default)s, Nielsen's two conv-pool layers) "
+                        "and markers: "
+                        + "; ".join(f"{name}, {what}" for name, (what, _)
+                                    in MARKERS.items())
+                        + " (with pool markers, pooling only where they "
+                        "stand: 32:3,32:3,pool,64:3,64:3,pool)")
     parser.add_argument("--hidden", default="100",
-                        help="fully connected layer sizes, comma-separated "
-                        "(default: %(default)s)")
+                        help="fully connected layer sizes, comma-separated, "
+                        "or '' for none (default: %(default)s)")
     parser.add_argument("--epochs", type=_number(int), default=100,
                         help="maximum number of epochs (default: %(default)s); "
                         "the MLPClassifier or MLPRegressor baseline runs up to "
@@ -220,10 +198,11 @@ def main(argv=None):
     # own checks: a mistake is a usage error (exit status 2) naming the
     # option, never a traceback after a long load.
     try:
-        conv_layers = _conv_layers(args.conv_layers)
+        conv_layers = parse_conv_layers_text(args.conv_layers)
     except ValueError as exc:
-        parser.error(f"--conv-layers takes FILTERS:KERNEL[:STRIDE] and {POOL} "
-                     f"entries, comma-separated (e.g. 32:3,32:3,{POOL}); {exc}")
+        parser.error(f"--conv-layers takes FILTERS:KERNEL[:STRIDE] entries and "
+                     f"the markers {', '.join(MARKERS)}, comma-separated (e.g. "
+                     f"32:3,32:3,pool,64:3,gap); {exc}")
     try:
         hidden = _integers(args.hidden)
     except ValueError as exc:

@@ -27,7 +27,7 @@ from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
 from ._optimizers import SGD, Adam, AdamW, check_weight_decay
-from ._spec import ACTIVATIONS, ALIASES, POOL, build_spec
+from ._spec import ACTIVATIONS, ALIASES, build_spec, parse_conv_layers
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
 
@@ -36,56 +36,6 @@ from .ops import FLOAT_DTYPES, POOL_KINDS
 # for that many samples would exceed PREDICT_BYTES (large images).
 PREDICT_BATCH = 1024
 PREDICT_BYTES = 256 * 2**20
-
-
-def _check_conv_layers(conv_layers):
-    """Normalise conv_layers to a tuple of (n_filters, (kh, kw), (sh, sw))
-    entries and POOL markers."""
-    if isinstance(conv_layers, str):
-        specs = None
-    else:
-        try:
-            specs = list(conv_layers)
-        except TypeError:
-            specs = None
-    if specs is None:
-        raise ValueError(
-            "conv_layers must be a sequence of (n_filters, kernel_size) or "
-            f"(n_filters, kernel_size, stride) tuples and {POOL!r} markers, "
-            f"got {conv_layers!r}"
-        )
-    out = []
-    for spec in specs:
-        if isinstance(spec, str):
-            if spec != POOL:
-                raise ValueError(
-                    f"the only string conv_layers takes is {POOL!r} (pooling "
-                    f"at that point), got {spec!r}")
-            out.append(POOL)
-            continue
-        try:
-            parts = list(spec)
-        except TypeError:
-            parts = []
-        if len(parts) not in (2, 3):
-            raise ValueError(
-                "each entry of conv_layers must be (n_filters, kernel_size), "
-                f"(n_filters, kernel_size, stride) or {POOL!r}, got {spec!r}"
-            )
-        try:
-            n_filters = _geometry.pair(parts[0], "n_filters")[0]
-            if not isinstance(parts[0], (Integral, np.integer)):
-                raise TypeError("n_filters is one int")
-            kernel = _geometry.pair(parts[1], "kernel_size")
-            stride = _geometry.pair(parts[2], "stride") if len(parts) == 3 else (1, 1)
-        except (TypeError, ValueError):
-            raise ValueError(
-                "n_filters, kernel_size and stride in conv_layers must be "
-                f"ints in [1, {INT_MAX}] (kernel_size and stride may be "
-                f"(h, w) pairs), got {spec!r}"
-            ) from None
-        out.append((n_filters, kernel, stride))
-    return tuple(out)
 
 
 def _check_sizes(value, name):
@@ -494,11 +444,7 @@ class BaseConvNet(BaseEstimator):
         if p["image_shape"] is not None:
             image_shape = _check_sizes(p["image_shape"], "image_shape")
             image_shape = (1,) * (3 - len(image_shape)) + image_shape
-        conv_layers = _check_conv_layers(p["conv_layers"])
-        if POOL in conv_layers and p["pooling"] is None:
-            raise ValueError(
-                f"conv_layers has {POOL!r} entries but pooling=None: set "
-                f"pooling to 'max', 'l2' or 'avg', or drop the {POOL!r} entries")
+        conv_layers = parse_conv_layers(p["conv_layers"], p["pooling"])
         return {
             "conv_layers": conv_layers,
             "padding": p["padding"],

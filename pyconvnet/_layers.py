@@ -494,6 +494,46 @@ class Pool2D(Layer):
                                   self.n_threads, dx=dx)
 
 
+@register_layer(_spec.GlobalAvgPoolSpec)
+class GlobalAvgPool2D(Layer):
+    """Global average pooling: each feature map to its mean, (C, H, W) ->
+    (C, 1, 1). It is average pooling whose one window is the whole map, and
+    runs on that compiled kernel (forward: the mean; backward: each value's
+    gradient is the map's gradient over H * W)."""
+
+    def __init__(self, in_shape):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.window = tuple(in_shape[1:])
+        self.out_shape = (in_shape[0], 1, 1)
+
+    @classmethod
+    def from_spec(cls, spec, rng, dtype):
+        return cls(spec.in_shape)
+
+    def to_onnx(self, graph, x):
+        return graph.node("GlobalAveragePool", [x], "gap")
+
+    def describe(self):
+        return "global avg-pool"
+
+    def forward(self, x, training):
+        shape = (x.shape[0],) + self.out_shape
+        y, _ = _dispatch.pool_forward(x, "avg", self.window, self.window,
+                                      self.n_threads,
+                                      out=self._buffer("y", shape, x.dtype, training))
+        self._x = x
+        return y
+
+    def backward(self, dy):
+        if not self.input_grad:
+            return None
+        x = self._x
+        dx = self._buffer("dx", x.shape, x.dtype, True)
+        return _dispatch.pool_backward(np.ascontiguousarray(dy), x, None, None, "avg",
+                                       self.window, self.window, self.n_threads, dx=dx)
+
+
 @register_layer(_spec.FlattenSpec)
 class Flatten(Layer):
 

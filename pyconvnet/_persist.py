@@ -504,8 +504,9 @@ def _load_checked(archive, expected):
             raise ValueError(f"weight array {i} holds non-finite values")
         weights.append(stored)
     for layer, (start, stop) in _layer_slices(spec):
-        if layer.kind == "batchnorm" and (weights[start + 3] < 0).any():
-            raise ValueError("a batch-norm layer's running variance is negative")
+        problem = layer.params_problem(weights[start:stop])
+        if problem:
+            raise ValueError(problem)
     settings, scalars, state_names = optimizer
     state = {"history": fitted, "optimizer": None}
     if settings is not None:

@@ -13,6 +13,7 @@ A new layer kind is a spec class here (its fields, output shape and
 parameter shapes) and a layer class in ``_layers`` registered for it.
 """
 import functools
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
@@ -26,6 +27,8 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 
 # The entry of ``conv_layers`` that places a pooling layer.
 POOL = "pool"
+# The entry that places global average pooling.
+GAP = "gap"
 
 _SPEC_TYPES = {}
 
@@ -57,6 +60,11 @@ class LayerSpec:
     def training_batch_problem(self, batch_size):
         """Why a training batch of ``batch_size`` samples cannot run through
         this layer (a message with a ``{layer}`` field), or None."""
+        return None
+
+    def params_problem(self, params):
+        """What is wrong with loaded values of this layer's parameters
+        (finite arrays of ``param_shapes``), or None."""
         return None
 
     def to_dict(self):
@@ -117,6 +125,11 @@ class BatchNormSpec(LayerSpec):
                 "that does not leave a last batch of 1 sample), fewer pooling "
                 "layers, or batch_norm=False")
 
+    def params_problem(self, params):
+        if (params[3] < 0).any():
+            return "a batch-norm layer's running variance is negative"
+        return None
+
 
 @_spec_type
 @dataclass(frozen=True)
@@ -131,6 +144,21 @@ class PoolSpec(LayerSpec):
     def out_shape(self):
         return _geometry.pool_output_shape((1,) + tuple(self.in_shape),
                                            self.size, self.size)[1:]
+
+
+@_spec_type
+@dataclass(frozen=True)
+class GlobalAvgPoolSpec(LayerSpec):
+    """Global average pooling (Lin et al. 2014): each feature map condensed
+    to its mean, (C, H, W) -> (C, 1, 1). Before the output layer with no
+    hidden dense layer, it makes an all-convolutional network, whose head
+    has as many weights per output as the last convolution has filters."""
+
+    kind: ClassVar[str] = "gap"
+
+    @property
+    def out_shape(self):
+        return (self.in_shape[0], 1, 1)
 
 
 @_spec_type
@@ -237,6 +265,141 @@ def _tupled(value):
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
+# ----------------------------------------------------------------------
+# The conv_layers grammar: convolutions and markers, parsed here only.
+# ----------------------------------------------------------------------
+#: The markers ``conv_layers`` takes, each a string standing where it places
+#: its layer: name -> (what it places, for messages, the function that
+#: appends its layer in ``build_spec``: (builder, shape) -> the new shape).
+MARKERS = {}
+
+
+def _marker(name, description):
+    def register(place):
+        MARKERS[name] = (description, place)
+        return place
+    return register
+
+
+@_marker(POOL, "pooling of kind `pooling` at that point")
+def _place_pool(builder, shape):
+    return builder.pool(shape)
+
+
+@_marker(GAP, "global average pooling (each feature map to its mean)")
+def _place_gap(builder, shape):
+    builder.layers.append(GlobalAvgPoolSpec(shape))
+    return builder.layers[-1].out_shape
+
+
+def _grammar():
+    markers = " or ".join(repr(name) for name in MARKERS)
+    return (f"(n_filters, kernel_size) or (n_filters, kernel_size, stride) "
+            f"tuples and {markers} markers")
+
+
+def parse_conv_layers(conv_layers, pooling="max"):
+    """``conv_layers`` as build_spec takes it: a tuple of ``(n_filters,
+    (kh, kw), (sh, sw))`` entries and ``MARKERS`` names; a ValueError
+    naming the entry for anything else (the one place the grammar is
+    checked). ``pooling``: None refuses the pooling markers."""
+    if isinstance(conv_layers, str):
+        entries = None
+    else:
+        try:
+            entries = list(conv_layers)
+        except TypeError:
+            entries = None
+    if entries is None:
+        raise ValueError(f"conv_layers must be a sequence of {_grammar()}, "
+                         f"got {conv_layers!r}")
+    out = []
+    for entry in entries:
+        if isinstance(entry, str):
+            if entry not in MARKERS:
+                raise ValueError(
+                    f"the only strings conv_layers takes are the markers "
+                    + ", ".join(f"{name!r} ({what})" for name, (what, _) in MARKERS.items())
+                    + f"; got {entry!r}")
+            if entry == POOL and pooling is None:
+                raise ValueError(
+                    f"conv_layers has {POOL!r} entries but pooling=None: set "
+                    f"pooling to 'max', 'l2' or 'avg', or drop the {POOL!r} entries")
+            out.append(entry)
+            continue
+        out.append(_parse_conv(entry))
+    return tuple(out)
+
+
+def _parse_conv(entry):
+    try:
+        parts = list(entry)
+    except TypeError:
+        parts = []
+    if len(parts) not in (2, 3):
+        raise ValueError(f"each entry of conv_layers must be one of {_grammar()}, "
+                         f"got {entry!r}")
+    try:
+        if isinstance(parts[0], bool) or not isinstance(parts[0], (numbers.Integral,)):
+            raise TypeError("n_filters is one int")
+        n_filters = _geometry.pair(parts[0], "n_filters")[0]
+        kernel = _geometry.pair(parts[1], "kernel_size")
+        stride = _geometry.pair(parts[2], "stride") if len(parts) == 3 else (1, 1)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "n_filters, kernel_size and stride in conv_layers must be ints in "
+            f"[1, {_geometry.INT_MAX}] (kernel_size and stride may be (h, w) "
+            f"pairs), got {entry!r}") from None
+    return (n_filters, kernel, stride)
+
+
+def split_entries(text):
+    """The comma-separated entries of a command-line option: every one
+    must be there (no empty entry, no stray comma)."""
+    entries = text.split(",")
+    for number, entry in enumerate(entries, 1):
+        if not entry.strip():
+            raise ValueError(f"entry {number} of {text!r} is empty")
+    return [entry.strip() for entry in entries]
+
+
+def parse_conv_layers_text(text):
+    """The command line's form of ``conv_layers``: comma-separated
+    ``FILTERS:KERNEL[:STRIDE]`` entries and markers (``32:3,32:3,pool``), as
+    the tuple ``parse_conv_layers`` takes; a ValueError naming the entry."""
+    layers = []
+    for entry in split_entries(text):
+        if entry in MARKERS:
+            layers.append(entry)
+            continue
+        try:
+            values = tuple(int(part) for part in entry.split(":"))
+        except ValueError:
+            values = ()
+        if len(values) not in (2, 3):
+            raise ValueError(f"{entry!r} is not FILTERS:KERNEL[:STRIDE] nor one of "
+                             + ", ".join(MARKERS))
+        layers.append(values)
+    return tuple(layers)
+
+
+class _Builder:
+    """What ``build_spec`` appends to, and what the markers need."""
+
+    def __init__(self, pooling, pool_size):
+        self.layers = []
+        self.pooling, self.pool_size = pooling, pool_size
+
+    def pool(self, shape):
+        """A pooling layer of the network's kind; a window that fits to 1x1
+        pools nothing and is left out."""
+        size = _geometry.fit_pool(shape, _geometry.pair(self.pool_size, "pool_size"))
+        if size is None:
+            return shape
+        self.layers.append(PoolSpec(shape, self.pooling, size))
+        return self.layers[-1].out_shape
+
+
 def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
                hidden_layer_sizes, activation, dropout, itemsize=4,
                batch_norm=False, n_threads=1, head="softmax"):
@@ -258,26 +421,17 @@ def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
     refuses an impossible network before drawing a weight, and ``load``
     before allocating one.
     """
-    layers = []
+    conv_layers = parse_conv_layers(conv_layers, pooling)
+    builder = _Builder(pooling, pool_size)
+    layers = builder.layers
     shape = tuple(int(v) for v in image_shape)
     activation = ALIASES.get(activation, activation)
-    placed = any(isinstance(entry, str) for entry in conv_layers)
-    if placed and pooling is None:
-        raise ValueError(f"conv_layers places pooling ({POOL!r}) but pooling is None")
-
-    def pool(shape):
-        size = _geometry.fit_pool(shape, _geometry.pair(pool_size, "pool_size"))
-        if size is None:
-            return shape
-        layers.append(PoolSpec(shape, pooling, size))
-        return layers[-1].out_shape
+    placed = POOL in conv_layers
 
     number = 0
     for entry in conv_layers:
         if isinstance(entry, str):
-            if entry != POOL:
-                raise ValueError(f"unknown conv_layers entry {entry!r}")
-            shape = pool(shape)
+            shape = MARKERS[entry][1](builder, shape)
             continue
         number += 1
         n_filters = int(entry[0])
@@ -295,7 +449,7 @@ def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
         if batch_norm:
             layers.append(BatchNormSpec(shape, activation))
         if not placed and pooling is not None:
-            shape = pool(shape)
+            shape = builder.pool(shape)
     layers.append(FlattenSpec(shape))
     n_in = layers[-1].out_shape[0]
     for number, n_out in enumerate(hidden_layer_sizes, 1):

@@ -32,7 +32,9 @@ def _grid(n, max_cols=8):
 
 
 def _conv_layers(model):
-    return [layer for layer in model.network_.layers if layer.kind == "conv"]
+    """The layers whose weights are filters: (n_filters, channels, kh, kw)."""
+    return [layer for layer in model.network_.layers
+            if layer.weight_layer and layer.weight.ndim == 4]
 
 
 def plot_filters(model, layer=0, *, channel=None, max_filters=64):
@@ -143,20 +145,18 @@ def plot_feature_maps(model, image, *, max_maps=8):
             + f"; got an array of shape {image.shape}")
     x = model.as_images(image.reshape(1, -1))
     rows = [("input", x[0])]
-    shown_kinds = ("conv", "batchnorm", "pool")
     network = model.network_
     network.set_threads(effective_n_threads(model.n_threads))
     for i, layer in enumerate(network.layers):
+        if len(layer.out_shape) != 3:
+            break               # past the feature maps (flatten, dense layers)
         with blas_single_threaded():
             x = layer.forward(x, training=False)
         nxt = network.layers[i + 1] if i + 1 < len(network.layers) else None
-        # A convolution followed by batch norm is shown after the norm (and
-        # its activation), as the rest of the network sees it.
-        if layer.kind in shown_kinds and not (layer.kind == "conv" and nxt is not None
-                                              and nxt.kind == "batchnorm"):
+        # A convolution that batch norm folds into is shown after the norm
+        # (and its activation), as the rest of the network sees it.
+        if nxt is None or not layer.folds(nxt):
             rows.append((layer.describe(), x[0]))
-        if layer.kind == "flatten":
-            break
     cols = min(max_maps, max(m.shape[0] for _, m in rows))
     fig = _figure(figsize=(1.4 * cols, 1.5 * len(rows) + 0.4), layout="constrained")
     fig.suptitle("feature maps of one image")

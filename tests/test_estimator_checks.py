@@ -8,6 +8,9 @@ from pyconvnet import ConvNetClassifier, ConvNetRegressor
     ConvNetClassifier(batch_norm=True, learning_rate="cosine", random_state=0),
     ConvNetClassifier(conv_layers=((4, 3), (4, 3), "pool", (6, 3), "pool"),
                       batch_norm=True, random_state=0),
+    # all-convolutional: global average pooling, no hidden dense layer
+    ConvNetClassifier(conv_layers=((4, 3), "pool", (6, 3), "gap"), hidden_layer_sizes=(),
+                      batch_norm=True, random_state=0),
     ConvNetRegressor(random_state=0),
     ConvNetRegressor(conv_layers=((4, 3), (4, 3), "pool"), batch_norm=True,
                      learning_rate="cosine", random_state=0),

@@ -170,3 +170,56 @@ def test_fused_conv_pool_propagates_nan_like_the_layers_in_turn():
     plain = _layer_by_layer(net).forward(x)
     np.testing.assert_array_equal(np.isnan(fused), np.isnan(plain))
     assert np.isnan(fused[1]).all() and not np.isnan(fused[0]).any()
+
+
+@pytest.mark.parametrize("conv_layers, hidden", [
+    (((3, 3), (4, 3), "gap"), ()),                   # all-convolutional
+    (((3, 3), "pool", (4, (2, 3)), "gap"), (5,)),
+    (((3, 3), "gap", (4, 1)), ()),                   # a convolution after it
+    (("gap",), (5,)),                                # pooling the input
+])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_global_average_pooling_gradient_matches_central_differences(conv_layers, hidden,
+                                                                     batch_norm):
+    rng = np.random.RandomState(0)
+    spec = build_spec((2, 8, 7), 3, conv_layers, "same", "avg", 2, hidden, "tanh",
+                      0.0, batch_norm=batch_norm and conv_layers != ("gap",))
+    assert [layer.kind for layer in spec.layers].count("gap") == 1
+    net = build_network(spec, rng, np.float64)
+    for p in net.params:
+        p += rng.uniform(0.05, 0.2, p.shape)
+    x = rng.standard_normal((4, 2, 8, 7))
+    y = np.array([0, 2, 1, 2])
+    sw = np.array([1.0, 0.5, 2.0, 1.5])
+    net.train_step_grads(x, y, sw, 0.01)
+    analytic = [g.copy() for g in net.grads]
+    owners = [(layer, i) for layer in net.layers for i in range(len(layer.params))]
+    for (layer, i), param, grad in zip(owners, net.params, analytic):
+        if layer.kind == "batchnorm" and i >= 2:
+            continue                                # running statistics
+        def cost(value, param=param):
+            saved = param.copy()
+            param[...] = value
+            c = net.train_step_grads(x, y, sw, 0.01)
+            param[...] = saved
+            return c
+        np.testing.assert_allclose(grad, ref.numerical_grad(cost, param),
+                                   rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 6), (1, 2, 1, 1), (2, 3, 1, 9)])
+def test_global_average_pooling_layer_against_numpy(dtype, shape):
+    from pyconvnet._layers import GlobalAvgPool2D
+
+    rng = np.random.RandomState(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    layer = GlobalAvgPool2D(shape[1:])
+    y = layer.forward(x, training=True)
+    assert y.shape == (shape[0], shape[1], 1, 1)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y[:, :, 0, 0], x.mean(axis=(2, 3)), rtol=tol, atol=tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, np.broadcast_to(dy / (shape[2] * shape[3]), shape),
+                               rtol=tol, atol=tol)

@@ -57,6 +57,9 @@ ARCHITECTURES = [
     # blocks: pooling only where written
     dict(conv_layers=((4, 3), (4, 3), "pool", (6, 3)), pooling="max"),
     dict(conv_layers=("pool", (4, 3), (6, 3), "pool"), batch_norm=True, pooling="l2"),
+    # global average pooling, all-convolutional (GlobalAveragePool)
+    dict(conv_layers=((4, 3), "pool", (6, 3), "gap"), hidden_layer_sizes=()),
+    dict(conv_layers=((4, 3), (6, 3), "gap"), batch_norm=True),
 ]
 
 

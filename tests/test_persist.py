@@ -482,18 +482,22 @@ def test_declared_weights_without_their_data_are_refused_before_allocating(fitte
     assert seconds < 1.0 and peak_mb < 50, (seconds, peak_mb)
 
 
-def test_block_network_round_trips(tmp_path):
+@pytest.mark.parametrize("conv_layers, hidden", [
+    (((4, 3), (4, 3), "pool", (6, 3), "pool"), (12,)),
+    (((4, 3), (4, 3), "pool", (6, 3), "gap"), ()),       # all-convolutional
+])
+def test_block_network_round_trips(tmp_path, conv_layers, hidden):
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(np.float32)
-    model = ConvNetClassifier(conv_layers=((4, 3), (4, 3), "pool", (6, 3), "pool"),
-                              batch_norm=True, hidden_layer_sizes=(12,), max_iter=2,
+    model = ConvNetClassifier(conv_layers=conv_layers,
+                              batch_norm=True, hidden_layer_sizes=hidden, max_iter=2,
                               random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X[:300], y[:300])
     pyconvnet.save(model, tmp_path / "blocks.npz")
     loaded = pyconvnet.load(tmp_path / "blocks.npz")
-    assert loaded.get_params()["conv_layers"] == ((4, 3), (4, 3), "pool", (6, 3), "pool")
+    assert loaded.get_params()["conv_layers"] == conv_layers
     assert loaded.layers_ == model.layers_
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     pickled = pickle.loads(pickle.dumps(model))

@@ -107,6 +107,18 @@ def test_plot_feature_maps_of_a_block_network(digits):
                         "max-pool 2x2: 4x4x4", "conv 6@3x3 pad 1x1, relu: 6x4x4"]
 
 
+def test_plot_feature_maps_up_to_global_average_pooling(digits):
+    X, y = digits
+    model = _fit(X[:300], y[:300], conv_layers=((4, 3), "pool", (6, 3), "gap"),
+                 batch_norm=True, hidden_layer_sizes=())
+    fig = plot_feature_maps(model, X[0])
+    rows = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    # each convolution shown after its batch norm; the maps' means last
+    assert rows[1:] == ["batch-norm, relu: 4x8x8", "max-pool 2x2: 4x4x4",
+                        "batch-norm, relu: 6x4x4", "global avg-pool: 6x1x1"]
+    assert len(plot_filters(model, layer=-1).axes) >= 6
+
+
 def test_plot_learning_curves(model, digits):
     fig = plot_learning_curves(model)
     ax = fig.axes[0]

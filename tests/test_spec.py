@@ -82,8 +82,10 @@ def test_pool_entries_place_pooling_only_where_written():
 
 
 @pytest.mark.parametrize("conv_layers, pooling, match", [
-    (((4, 3), "pool"), None, "pooling is None"),
-    (((4, 3), "avg"), "max", "unknown"),
+    (((4, 3), "pool"), None, "pooling=None"),
+    (((4, 3), "avg"), "max", "the only strings conv_layers takes are the markers 'pool'"),
+    (((4, 3), "GAP"), "max", "'gap' \\(global average pooling"),
+    (((4, 3), (4,)), "max", "each entry of conv_layers"),
 ])
 def test_pool_entries_refuse_what_they_cannot_place(conv_layers, pooling, match):
     with pytest.raises(ValueError, match=match):
