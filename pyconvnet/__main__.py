@@ -11,7 +11,8 @@ import warnings
 
 import numpy as np
 
-from . import ConvNetClassifier, ConvNetRegressor, __version__, openmp_enabled
+from . import (ConvNetClassifier, ConvNetRegressor, __version__, _activations,
+               openmp_enabled)
 from ._augment import AUGMENT_KINDS
 from ._spec import MARKERS, parse_conv_layers_text, split_entries
 from ._threads import effective_n_threads
@@ -174,7 +175,7 @@ def main(argv=None):
     parser.add_argument("--early-stopping", action="store_true",
                         help="stop on a 10%% validation split's accuracy")
     parser.add_argument("--activation",
-                        choices=["relu", "sigmoid", "logistic", "tanh", "identity"],
+                        choices=list(_activations.NAMES),
                         default="relu", help="activation (default: %(default)s)")
     parser.add_argument("--label-smoothing", type=_number(float), default=0.0,
                         help="label smoothing (default: %(default)s)")

@@ -22,12 +22,12 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_is_fitted, validate_data)
 
-from . import _geometry, _training
+from . import _activations, _geometry, _training
 from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
 from ._optimizers import SGD, Adam, AdamW, check_weight_decay
-from ._spec import ACTIVATIONS, ALIASES, build_spec, parse_conv_layers
+from ._spec import build_spec, parse_conv_layers
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
 
@@ -61,7 +61,7 @@ class BaseConvNet(BaseEstimator):
         "pooling": [StrOptions(set(POOL_KINDS)), None],
         "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS) | set(ALIASES))],
+        "activation": [StrOptions(set(_activations.NAMES))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "solver": [StrOptions({"sgd", "adam", "adamw"})],
@@ -452,7 +452,7 @@ class BaseConvNet(BaseEstimator):
             "pool_size": pool,
             "hidden_layer_sizes": _check_sizes(p["hidden_layer_sizes"],
                                                "hidden_layer_sizes"),
-            "activation": ALIASES.get(p["activation"], p["activation"]),
+            "activation": _activations.canonical(p["activation"]),
             "dropout": float(p["dropout"]),
             "batch_norm": bool(p["batch_norm"]),
             "image_shape": image_shape,

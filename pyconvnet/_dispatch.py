@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _geometry
 from ._kernels import conv_module, registry
-from ._kernels.runtime import ACTIVATIONS
+from ._activations import code as activation_code
 
 INT_MAX = _geometry.INT_MAX
 
@@ -199,7 +199,7 @@ def bn_forward_train(x, gamma, beta, eps, n_threads, activation=None, out=None,
     mean, var, invstd = np.zeros(c), np.zeros(c), np.zeros(c)
     conv_module("batchnorm").forward_train(
         _planes(x), _unit_weights(x, weights), gamma, beta, _planes(out), mean,
-        var, invstd, float(eps), ACTIVATIONS[activation], n_threads, *extra,
+        var, invstd, float(eps), activation_code(activation), n_threads, *extra,
         stats=stats)
     return out, mean, var, invstd
 
@@ -210,7 +210,7 @@ def bn_forward_scale(x, scale, shift, n_threads, activation=None, out=None):
         out = np.empty_like(x)
     conv_module("batchnorm").forward_scale(_planes(x), scale, shift,
                                            _planes(out),
-                                           ACTIVATIONS[activation], n_threads)
+                                           activation_code(activation), n_threads)
     return out
 
 
@@ -228,6 +228,6 @@ def bn_backward(dy, x, y, gamma, mean, invstd, n_threads, activation=None,
         dbeta = np.empty_like(gamma)
     conv_module("batchnorm").backward(
         _planes(dy), _planes(x), _unit_weights(x, weights), _planes(y), gamma,
-        mean, invstd, _planes(dx), dgamma, dbeta, ACTIVATIONS[activation],
+        mean, invstd, _planes(dx), dgamma, dbeta, activation_code(activation),
         n_threads, None if argmax is None else _planes(argmax))
     return dx, dgamma, dbeta

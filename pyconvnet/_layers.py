@@ -24,13 +24,9 @@ after it (``fuses_with``, and at prediction ``folds``). ``build_layers``
 instantiates a network spec.
 """
 import numpy as np
-from scipy.special import expit
 
-from . import _dispatch, _geometry, _spec
+from . import _activations, _dispatch, _geometry, _spec
 
-# Variance scale of the initial weights: He initialisation for ReLU,
-# N(0, 1/n_in) for sigmoid and tanh (and for the output layer).
-INIT_SCALE = {"relu": 2.0, "sigmoid": 1.0, "tanh": 1.0, "identity": 1.0, None: 1.0}
 
 _LAYER_TYPES = {}
 
@@ -208,7 +204,8 @@ class Conv2D(Layer):
         act = spec.activation
         return cls(spec.in_shape, spec.n_filters, tuple(spec.kernel),
                    tuple(spec.stride), tuple(spec.padding),
-                   act if spec.bias else "identity", INIT_SCALE[act], rng, dtype,
+                   act if spec.bias else "identity", _activations.get(act).init_scale,
+                   rng, dtype,
                    bias=spec.bias)
 
     @property
@@ -573,7 +570,7 @@ class Dense(Layer):
     def from_spec(cls, spec, rng, dtype):
         # He for ReLU hidden layers, N(0, 1/n_in) for the others and for
         # the output.
-        return cls(spec.in_shape[0], spec.n_out, INIT_SCALE[spec.activation],
+        return cls(spec.in_shape[0], spec.n_out, _activations.get(spec.activation).init_scale,
                    rng, dtype)
 
     def to_onnx(self, graph, x):
@@ -620,27 +617,11 @@ class Activation(Layer):
         return self.name
 
     def forward(self, x, training):
-        if self.name == "identity":
-            self._y = x
-            return x
-        if self.name == "relu":
-            y = np.maximum(x, 0)
-        elif self.name == "sigmoid":
-            y = expit(x)
-        else:
-            y = np.tanh(x)
-        self._y = y
+        self._y = y = _activations.get(self.name).forward(x)
         return y
 
     def backward(self, dy):
-        y = self._y
-        if self.name == "identity":
-            return dy
-        if self.name == "relu":
-            return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
-        if self.name == "sigmoid":
-            return dy * y * (1 - y)
-        return dy * (1 - y * y)
+        return _activations.get(self.name).backward(dy, self._y)
 
 
 @register_layer(_spec.DropoutSpec)

@@ -19,11 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _geometry
-
-# MLPClassifier's name for the sigmoid.
-ALIASES = {"logistic": "sigmoid"}
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
+from . import _activations, _geometry
 
 # The entry of ``conv_layers`` that places a pooling layer.
 POOL = "pool"
@@ -425,7 +421,7 @@ def build_spec(image_shape, n_outputs, conv_layers, padding, pooling, pool_size,
     builder = _Builder(pooling, pool_size)
     layers = builder.layers
     shape = tuple(int(v) for v in image_shape)
-    activation = ALIASES.get(activation, activation)
+    activation = _activations.canonical(activation)
     placed = POOL in conv_layers
 
     number = 0

@@ -35,14 +35,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "pyconvnet.onnx needs skl2onnx and onnx: pip install 'pyconvnet[onnx]'"
     ) from exc
 
+from . import _activations
 from ._classifier import ConvNetClassifier
 from ._regressor import ConvNetRegressor
 
 __all__ = ["convert_convnet_classifier", "convert_convnet_regressor"]
-
-_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "logistic": "Sigmoid",
-                "tanh": "Tanh", "identity": None, None: None}
-
 
 class _Graph:
     """Names, initializers and nodes, on skl2onnx's scope and container: what
@@ -70,7 +67,7 @@ class _Graph:
         return output
 
     def activation(self, x, name):
-        op = _ACTIVATIONS[name]
+        op = _activations.get(name).onnx
         return x if op is None else self.node(op, [x], op.lower())
 
 

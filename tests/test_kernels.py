@@ -117,11 +117,27 @@ def test_every_isa_gives_the_same_bits(geometry, dtype, restore_isa):
                                atol=1e-4 if dtype == np.float32 else 1e-10)
 
 
-def test_activation_codes_are_one_list():
-    codes = runtime.ACTIVATIONS
-    assert codes[None] == codes["identity"] == 0
-    assert codes["sigmoid"] == codes["logistic"]
+def test_activation_codes_are_one_list(capsys):
+    from pyconvnet import _activations
+
+    codes = runtime.ACTIVATION_CODES
+    assert set(codes) == set(_activations.TABLE)
+    assert _activations.code(None) == codes["identity"] == 0
+    assert _activations.code("logistic") == codes["sigmoid"]
     assert sorted(set(codes.values())) == [0, 1, 2, 3]
+    # every accepted name: the estimators', the command line's
+    from pyconvnet import ConvNetClassifier
+    from pyconvnet.__main__ import main
+
+    accepted = ConvNetClassifier._parameter_constraints["activation"][0].options
+    assert accepted == set(_activations.NAMES) == {"relu", "sigmoid", "logistic",
+                                                   "tanh", "identity"}
+    for name in _activations.NAMES:
+        with pytest.raises(SystemExit) as info:
+            main(["--activation", name, "--epochs", "0"])   # refused after parsing
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "invalid choice" not in err and "--epochs" in err
     # The codes mean what their names say in a fused kernel.
     x = np.linspace(-2, 2, 16, dtype=np.float64).reshape(1, 1, 4, 4)
     w = np.ones((1, 1, 1, 1))

@@ -12,7 +12,7 @@
    computes it.
 
    Activation codes: the enum pcn_activation below, the one list of them
-   (Python reads it as pyconvnet._kernels.runtime.ACTIVATIONS). */
+   (Python reads it as pyconvnet._kernels.runtime.ACTIVATION_CODES). */
 #ifndef PYCONVNET_KERNELS_H
 #define PYCONVNET_KERNELS_H
 #include <math.h>

@@ -9,7 +9,7 @@ from cython.parallel cimport prange
 
 cdef extern from "common.h":
     # The activation codes (pcn_activation), for every kernel and, through
-    # ``runtime.ACTIVATIONS``, for Python.
+    # ``runtime.ACTIVATION_CODES``, for Python.
     enum:
         PCN_IDENTITY
         PCN_RELU

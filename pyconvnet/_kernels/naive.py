@@ -9,27 +9,16 @@ first maximum in row-major order; a window holding a NaN pools to its first
 NaN, as the compiled kernel does).
 """
 import numpy as np
-from scipy.special import expit
+
+from .. import _activations
 
 
 def _activate(z, activation):
-    if activation in (None, "identity"):
-        return z
-    if activation == "relu":
-        return np.where(z < 0, 0.0, z)      # keeps NaN
-    if activation in ("sigmoid", "logistic"):
-        return expit(z)
-    return np.tanh(z)
+    return _activations.get(activation).forward(z)
 
 
 def _activation_grad(dy, y, activation):
-    if activation in (None, "identity"):
-        return dy
-    if activation == "relu":
-        return np.where(y > 0, dy, 0.0)
-    if activation in ("sigmoid", "logistic"):
-        return dy * y * (1 - y)
-    return dy * (1 - y * y)
+    return _activations.get(activation).backward(dy, y)
 
 
 def _padded(x, padding):

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import conv_module, current_isa, naive
-from .runtime import ACTIVATIONS
+from .._activations import code as activation_code
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -148,7 +148,7 @@ def _im2col_forward(x, weight, bias, geometry, activation, n_threads, out,
         if shape[0] * shape[1] * x.itemsize <= COLS_CACHE_BYTES:
             cols = buffer("cols", shape, x.dtype)
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
-    act = ACTIVATIONS[activation]
+    act = activation_code(activation)
     if pool is None:
         conv_module().conv2d_forward(x, weight, bias, out, cols, sh, sw, ph, pw,
                                    act, n_threads, stats=stats)
@@ -163,7 +163,7 @@ def _im2col_backward(dy, x, weight, geometry, activation, n_threads, y, saved,
                      dx, dweight, dbias, argmax=None):
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
     conv_module().conv2d_backward(dy, y, x, weight, saved, dx, dweight, dbias, sh,
-                                sw, ph, pw, ACTIVATIONS[activation], n_threads,
+                                sw, ph, pw, activation_code(activation), n_threads,
                                 argmax)
 
 
@@ -235,7 +235,7 @@ def _winograd(m):
             if size * x.itemsize <= COLS_CACHE_BYTES:
                 cache = buffer("winograd", (size,), x.dtype)
         ph, pw = geometry.padding
-        act = ACTIVATIONS[activation]
+        act = activation_code(activation)
         if pool is None:
             U = module.conv2d_forward(x, weight, bias, out, cache, m, ph, pw,
                                       act, n_threads, buffer=buffer, stats=stats)
@@ -251,7 +251,7 @@ def _winograd(m):
         ph, pw = geometry.padding
         conv_module("conv_winograd").conv2d_backward(
             dy, y, x, weight, cache, U, dx, dweight, dbias, m, ph, pw,
-            ACTIVATIONS[activation], n_threads, argmax, buffer=buffer)
+            activation_code(activation), n_threads, argmax, buffer=buffer)
 
     return forward, backward
 

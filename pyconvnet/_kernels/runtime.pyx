@@ -17,11 +17,10 @@ import os
 from pyconvnet._kernels.common cimport (PCN_IDENTITY, PCN_RELU, PCN_SIGMOID,
                                         PCN_TANH)
 
-#: The kernels' activation codes by name (None and MLPClassifier's
-#: "logistic" included).
-ACTIVATIONS = {None: PCN_IDENTITY, "identity": PCN_IDENTITY, "relu": PCN_RELU,
-               "sigmoid": PCN_SIGMOID, "logistic": PCN_SIGMOID,
-               "tanh": PCN_TANH}
+#: The kernels' activation codes (common.h's enum) by name; every other
+#: name, alias and property of an activation is in ``pyconvnet._activations``.
+ACTIVATION_CODES = {"identity": PCN_IDENTITY, "relu": PCN_RELU,
+                    "sigmoid": PCN_SIGMOID, "tanh": PCN_TANH}
 
 cdef extern from *:
     """
