@@ -37,6 +37,21 @@ from .ops import FLOAT_DTYPES, POOL_KINDS
 PREDICT_BATCH = 1024
 PREDICT_BYTES = 256 * 2**20
 
+# The most outputs (classes, labels, targets) a model file may declare.
+MAX_OUTPUTS = 1 << 20
+
+#: Every estimator class, by name: what ``pyconvnet.save``/``load``, the
+#: ONNX converters and the other add-ons find the estimators by, so that none
+#: of them keeps a list (``register_estimator``).
+ESTIMATORS = {}
+
+
+def register_estimator(cls):
+    """Class decorator: make ``cls`` (a ``BaseConvNet`` with its
+    ``target_encoding``) known to the add-ons."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
 
 def _check_sizes(value, name):
     try:
@@ -755,6 +770,31 @@ class BaseConvNet(BaseEstimator):
         network.spec = spec
         for layer, layer_spec in zip(network.layers, spec.layers):
             layer.__dict__.setdefault("in_shape", tuple(layer_spec.in_shape))
+
+    # ------------------------------------------------------------------
+    # What the add-ons ask an estimator (instead of checking its class)
+    # ------------------------------------------------------------------
+    #: How the estimator's targets are saved and loaded: a class with
+    #: ``members`` (the array names), ``arrays(model)``,
+    #: ``check_headers(headers, meta)`` -> (n_outputs, head) and
+    #: ``set(model, arrays, head)`` (``pyconvnet.save``/``load``).
+    target_encoding = None
+    #: What ``score`` and early stopping measure, for pictures and messages.
+    score_name = None
+
+    @property
+    def multilabel_(self):
+        """Whether the fitted model predicts several labels per sample (its
+        output head's loss says so: a sigmoid per label)."""
+        check_is_fitted(self)
+        return self._network.loss.multilabel
+
+    def prediction_layout(self, method):
+        """``(tail, dtype)`` of what ``method`` ("predict", ...) returns:
+        an array of shape ``(n_samples, *tail)``; an AttributeError for a
+        method the estimator does not have (what ``pyconvnet.dask`` lays
+        its lazy results out by)."""
+        raise NotImplementedError
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")

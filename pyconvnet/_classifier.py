@@ -13,10 +13,47 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       check_classification_targets,
                                       type_of_target)
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import BaseConvNet, with_parameters
+from ._base import MAX_OUTPUTS, BaseConvNet, register_estimator, with_parameters
 from ._docs import document
+
+
+class ClassifierTargets:
+    """A classifier's classes (or a multi-label model's label columns):
+    member ``classes``; the file's ``multilabel`` picks the head."""
+
+    members = ("classes",)
+
+    @staticmethod
+    def arrays(model):
+        classes = np.asarray(model.classes_)
+        if classes.dtype == object:
+            classes = np.asarray(classes.tolist())
+            if classes.dtype == object:
+                raise TypeError("classes_ of mixed types cannot be saved without pickle")
+        return {"classes": classes}
+
+    @staticmethod
+    def check_headers(headers, meta):
+        """(number of outputs, head) from the members' headers."""
+        shape, dtype = headers["classes"][:2]
+        if (len(shape) != 1 or not 2 <= shape[0] <= MAX_OUTPUTS
+                or dtype.hasobject or dtype.kind not in "biufUS"):
+            raise ValueError(f"bad classes: shape {shape}, dtype {dtype}")
+        multilabel = meta.get("multilabel", False)      # absent in older files
+        if not isinstance(multilabel, bool):
+            raise ValueError(f"multilabel must be a bool, got {multilabel!r}")
+        return shape[0], "logistic" if multilabel else "softmax"
+
+    @staticmethod
+    def set(model, arrays, head):
+        classes = arrays["classes"]
+        if len(np.unique(classes)) != len(classes):
+            raise ValueError("classes are not unique")
+        if head == "logistic" and not np.array_equal(classes, np.arange(len(classes))):
+            raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
+        model.classes_ = classes
 
 
 _SUMMARY = """A convolutional neural network classifier.
@@ -53,8 +90,12 @@ The split is stratified and the score is the accuracy (subset accuracy
 for a multi-label y), as in MLPClassifier: a class with a single sample
 cannot be stratified and raises ValueError."""},
 )
+@register_estimator
 @with_parameters(label_smoothing=0.0)
 class ConvNetClassifier(ClassifierMixin, BaseConvNet):
+    target_encoding = ClassifierTargets
+    score_name = "accuracy"
+
     _parameter_constraints = {
         **BaseConvNet._parameter_constraints,
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
@@ -110,7 +151,7 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         multilabel = target == "multilabel-indicator"
         if not multilabel:
             y = column_or_1d(y, warn=True)   # a column vector warns, as elsewhere
-        if not first_pass and multilabel != (self.out_activation_ == "logistic"):
+        if not first_pass and multilabel != self.multilabel_:
             raise ValueError(
                 "y is " + ("a multi-label indicator matrix" if multilabel else
                            "a vector of class labels") + ", but the model was "
@@ -173,7 +214,7 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
     def _predict_idx(self, X):
         """Class indices, or the 0/1 label matrix of a multi-label model."""
         log_proba = self._output_of_valid(X)
-        if self.out_activation_ == "logistic":
+        if self.multilabel_:
             return (log_proba > np.log(0.5)).astype(int)
         return np.argmax(log_proba, axis=1)
 
@@ -202,9 +243,19 @@ class ConvNetClassifier(ClassifierMixin, BaseConvNet):
         multi-label model the 0/1 indicator matrix (n_samples, n_labels) of
         the labels whose probability exceeds 0.5."""
         X = self._validate_predict_X(X)
-        if self.out_activation_ == "logistic":
+        if self.multilabel_:
             return self._predict_idx(X)
         return self.classes_[self._predict_idx(X)]
+
+    def prediction_layout(self, method):
+        getattr(self, method)
+        check_is_fitted(self)
+        n_classes = len(self.classes_)
+        if method == "predict":
+            if self.multilabel_:
+                return (n_classes,), np.dtype(int)
+            return (), np.asarray(self.classes_).dtype
+        return (n_classes,), self.dtype_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -40,6 +40,9 @@ def _log_softmax(scores):
 class Loss:
     #: the head's name in a network spec
     name = None
+    #: whether each output is a label of its own (a multi-label classifier):
+    #: the one place that says which head means multi-label
+    multilabel = False
     #: the last row of the architecture summary
     summary = None
 
@@ -92,6 +95,7 @@ class SoftmaxCrossEntropy(Loss):
 class SigmoidCrossEntropy(Loss):
     name = "logistic"
     summary = "sigmoid per label"
+    multilabel = True
 
     def value_and_grad(self, scores, y, sample_weight, total, smoothing=0.0):
         # ``y`` is the (n, n_labels) 0/1 matrix, smoothed to (1 - eps) y +

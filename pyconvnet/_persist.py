@@ -49,82 +49,13 @@ def _tupled(value):
 _FITTED_LISTS = ("loss_curve_", "validation_scores_")
 
 
-class _ClassifierTargets:
-    """A classifier's classes (or a multi-label model's label columns):
-    member ``classes``; the file's ``multilabel`` picks the head."""
-
-    members = ("classes",)
-
-    @staticmethod
-    def arrays(model):
-        classes = np.asarray(model.classes_)
-        if classes.dtype == object:
-            classes = np.asarray(classes.tolist())
-            if classes.dtype == object:
-                raise TypeError("classes_ of mixed types cannot be saved without pickle")
-        return {"classes": classes}
-
-    @staticmethod
-    def check_headers(headers, meta):
-        """(number of outputs, head) from the members' headers."""
-        shape, dtype = headers["classes"][:2]
-        if (len(shape) != 1 or not 2 <= shape[0] <= _MAX_CLASSES
-                or dtype.hasobject or dtype.kind not in "biufUS"):
-            raise ValueError(f"bad classes: shape {shape}, dtype {dtype}")
-        multilabel = meta.get("multilabel", False)      # absent in older files
-        if not isinstance(multilabel, bool):
-            raise ValueError(f"multilabel must be a bool, got {multilabel!r}")
-        return shape[0], "logistic" if multilabel else "softmax"
-
-    @staticmethod
-    def set(model, arrays, head):
-        classes = arrays["classes"]
-        if len(np.unique(classes)) != len(classes):
-            raise ValueError("classes are not unique")
-        if head == "logistic" and not np.array_equal(classes, np.arange(len(classes))):
-            raise ValueError("a multi-label model's classes must be 0 .. n_labels - 1")
-        model.classes_ = classes
-
-
-class _RegressorTargets:
-    """A regressor's standardisation of its targets: members ``y_mean``
-    and ``y_scale``, one float64 per output."""
-
-    members = ("y_mean", "y_scale")
-
-    @staticmethod
-    def arrays(model):
-        return {"y_mean": np.asarray(model.y_mean_, np.float64),
-                "y_scale": np.asarray(model.y_scale_, np.float64)}
-
-    @staticmethod
-    def check_headers(headers, meta):
-        shapes = {tuple(h[0]) for h in headers.values()}
-        dtypes = {h[1] for h in headers.values()}
-        if (len(shapes) != 1 or dtypes != {np.dtype(np.float64)}
-                or len(next(iter(shapes))) != 1
-                or not 1 <= next(iter(shapes))[0] <= _MAX_CLASSES):
-            raise ValueError(f"bad target scaling: shapes {sorted(shapes)}, "
-                             f"dtypes {sorted(map(str, dtypes))}")
-        return next(iter(shapes))[0], "identity"
-
-    @staticmethod
-    def set(model, arrays, head):
-        mean, scale = arrays["y_mean"], arrays["y_scale"]
-        if not (np.isfinite(mean).all() and np.isfinite(scale).all()
-                and (scale > 0).all()):
-            raise ValueError("the target scaling must be finite, with positive scales")
-        model.n_outputs_ = len(mean)
-        model.y_mean_, model.y_scale_ = mean, scale
-
-
 def _estimators():
-    """Each estimator a file can hold, by class name, with its targets."""
-    from ._classifier import ConvNetClassifier
-    from ._regressor import ConvNetRegressor
+    """Each estimator a file can hold, by class name (``register_estimator``);
+    each owns its targets' encoding (``target_encoding``)."""
+    from . import _classifier, _regressor  # noqa: F401 - they register themselves
+    from ._base import ESTIMATORS
 
-    return {"ConvNetClassifier": (ConvNetClassifier, _ClassifierTargets),
-            "ConvNetRegressor": (ConvNetRegressor, _RegressorTargets)}
+    return ESTIMATORS
 
 
 def save(model, path):
@@ -139,11 +70,10 @@ def save(model, path):
     from . import __version__
 
     known = _estimators()
-    if type(model).__name__ not in known or not isinstance(
-            model, known[type(model).__name__][0]):
-        raise TypeError("save takes a ConvNetClassifier or a ConvNetRegressor, "
-                        f"got {type(model).__name__}")
-    targets = known[type(model).__name__][1]
+    if known.get(type(model).__name__) is not type(model):
+        raise TypeError(f"save takes one of {', '.join(known)}, got "
+                        f"{type(model).__name__}")
+    targets = type(model).target_encoding
     # The file describes the network by the hyperparameters: ones changed by
     # set_params since the fit would describe another network (refused).
     state = model.training_state("save")
@@ -164,7 +94,7 @@ def save(model, path):
         "feature_names_in": (None if not hasattr(model, "feature_names_in_")
                              else [str(v) for v in model.feature_names_in_]),
         "n_params": len(network.params),
-        "multilabel": network.spec.head == "logistic",
+        "multilabel": model.multilabel_,
         "optimizer": None,
     }
     arrays = {f"param_{i}": p for i, p in enumerate(network.params)}
@@ -190,9 +120,9 @@ def save(model, path):
 
 
 # Limits of what load reads, whatever the file declares: no metadata larger
-# than this, no more classes, no longer training history.
+# than this, no longer training history (and no more outputs than
+# _base.MAX_OUTPUTS, which the estimators' target encodings check).
 _MAX_META_BYTES = 1 << 20
-_MAX_CLASSES = 1 << 20
 _MAX_HISTORY = 1 << 20
 
 
@@ -352,9 +282,9 @@ def load(path, estimator=None):
     """
     from . import __version__
 
-    known = {cls: name for name, (cls, _) in _estimators().items()}
+    known = {cls: name for name, cls in _estimators().items()}
     if estimator is not None and estimator not in known:
-        raise TypeError("estimator must be ConvNetClassifier, ConvNetRegressor or "
+        raise TypeError(f"estimator must be one of {', '.join(known.values())} or "
                         f"None, got {estimator!r}")
 
     # Whatever a malformed file makes the zip, zlib/lzma, .npy or JSON
@@ -410,7 +340,8 @@ def _load_checked(archive, expected):
         raise ValueError(f"the file holds an unknown estimator {name!r}")
     if expected is not None and name != expected:
         raise ValueError(f"the file holds a {name}, not a {expected}")
-    cls, targets = _estimators()[name]
+    cls = _estimators()[name]
+    targets = cls.target_encoding
     if not isinstance(meta.get("pyconvnet_version"), str):
         raise ValueError("bad pyconvnet_version")
     if not isinstance(meta["params"], dict):

@@ -10,10 +10,42 @@ import warnings
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._base import BaseConvNet, with_parameters
+from ._base import MAX_OUTPUTS, BaseConvNet, register_estimator, with_parameters
 from ._docs import document
+
+
+class RegressorTargets:
+    """A regressor's standardisation of its targets: members ``y_mean``
+    and ``y_scale``, one float64 per output."""
+
+    members = ("y_mean", "y_scale")
+
+    @staticmethod
+    def arrays(model):
+        return {"y_mean": np.asarray(model.y_mean_, np.float64),
+                "y_scale": np.asarray(model.y_scale_, np.float64)}
+
+    @staticmethod
+    def check_headers(headers, meta):
+        shapes = {tuple(h[0]) for h in headers.values()}
+        dtypes = {h[1] for h in headers.values()}
+        if (len(shapes) != 1 or dtypes != {np.dtype(np.float64)}
+                or len(next(iter(shapes))) != 1
+                or not 1 <= next(iter(shapes))[0] <= MAX_OUTPUTS):
+            raise ValueError(f"bad target scaling: shapes {sorted(shapes)}, "
+                             f"dtypes {sorted(map(str, dtypes))}")
+        return next(iter(shapes))[0], "identity"
+
+    @staticmethod
+    def set(model, arrays, head):
+        mean, scale = arrays["y_mean"], arrays["y_scale"]
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()
+                and (scale > 0).all()):
+            raise ValueError("the target scaling must be finite, with positive scales")
+        model.n_outputs_ = len(mean)
+        model.y_mean_, model.y_scale_ = mean, scale
 
 
 _SUMMARY = """A convolutional neural network regressor.
@@ -63,8 +95,12 @@ colour, a size) and not one they change (a position, a left/right
 angle) — ``fit`` warns.""",
     },
 )
+@register_estimator
 @with_parameters(normalize_y=True)
 class ConvNetRegressor(RegressorMixin, BaseConvNet):
+    target_encoding = RegressorTargets
+    score_name = "R²"
+
     _parameter_constraints = {
         **BaseConvNet._parameter_constraints,
         "normalize_y": ["boolean"],
@@ -147,6 +183,11 @@ class ConvNetRegressor(RegressorMixin, BaseConvNet):
         out = self._output_of_valid(self._validate_predict_X(X))
         out = (out * self.y_scale_ + self.y_mean_).astype(self._dtype, copy=False)
         return out.ravel() if self.n_outputs_ == 1 else out
+
+    def prediction_layout(self, method):
+        getattr(self, method)
+        check_is_fitted(self)
+        return (() if self.n_outputs_ == 1 else (self.n_outputs_,)), self.dtype_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

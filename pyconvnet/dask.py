@@ -23,10 +23,10 @@ its own blocks, and nothing is gathered unless you ask for it.
 
 Needs Dask: ``pip install "pyconvnet[distributed]"``.
 """
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
 try:
@@ -108,8 +108,9 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
     model
     """
     X = _rows_only(X)
-    classifier = is_classifier(model)
-    if not classifier and classes is not None:
+    # A classifier's partial_fit takes the classes; a regressor's none.
+    takes_classes = "classes" in inspect.signature(model.partial_fit).parameters
+    if not takes_classes and classes is not None:
         raise ValueError(f"classes is for classifiers; a {type(model).__name__} "
                          "takes none")
     if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
@@ -131,7 +132,7 @@ def partial_fit(model, X, y, *, classes=None, sample_weight=None, epochs=1,
                 if k + 1 < n_blocks:
                     pending = prefetcher.submit(fetch, order[k + 1])
                 if len(Xb):        # a boolean mask may have emptied a block
-                    if classifier:
+                    if takes_classes:
                         model.partial_fit(Xb, yb, classes=classes, sample_weight=wb)
                     else:
                         model.partial_fit(Xb, yb, sample_weight=wb)
@@ -154,23 +155,12 @@ def _map(model, X, method):
     3-D and 4-D blocks itself). The model enters the graph once, as one
     Delayed object that every task refers to, so it is sent to each worker
     once, not with every task."""
-    from sklearn.utils.validation import check_is_fitted
-
-    # What the estimator lacks (a regressor's predict_proba) is refused
-    # here, as the estimator refuses it, not when the lazy result is computed.
-    getattr(model, method)
-    check_is_fitted(model)
+    # The estimator lays its results out; what it lacks (a regressor's
+    # predict_proba) it refuses here, as it refuses the method itself, not
+    # when the lazy result is computed.
+    tail, dtype = model.prediction_layout(method)
     X = _rows_only(X)
-    shared = dask.delayed(model, pure=True)
-    if not is_classifier(model):
-        # A regressor's predictions: (n,) for one output, else (n, n_outputs).
-        n_out = model.n_outputs_
-        return _blocks(X, shared, method, () if n_out == 1 else (n_out,), model.dtype_)
-    multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
-    if method == "predict" and not multilabel:
-        return _blocks(X, shared, method, (), np.asarray(model.classes_).dtype)
-    dtype = np.dtype(int) if method == "predict" else model.dtype_
-    return _blocks(X, shared, method, (len(model.classes_),), dtype)
+    return _blocks(X, dask.delayed(model, pure=True), method, tail, np.dtype(dtype))
 
 
 def _blocks(X, shared, method, tail, dtype):

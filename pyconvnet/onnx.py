@@ -35,9 +35,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "pyconvnet.onnx needs skl2onnx and onnx: pip install 'pyconvnet[onnx]'"
     ) from exc
 
-from . import _activations
-from ._classifier import ConvNetClassifier
-from ._regressor import ConvNetRegressor
+from sklearn.base import is_classifier, is_regressor
+
+from . import _activations, _classifier, _regressor  # noqa: F401 - registered
+from ._base import ESTIMATORS
 
 __all__ = ["convert_convnet_classifier", "convert_convnet_regressor"]
 
@@ -103,7 +104,7 @@ def convert_convnet_classifier(scope, operator, container):
     # Probabilities in the model's precision, then in the input's type as
     # skl2onnx declared the output.
     out_dtype = guess_proto_type(operator.outputs[1].type)
-    multilabel = getattr(model, "out_activation_", "softmax") == "logistic"
+    multilabel = model.multilabel_
     proba = model.network_.loss.to_onnx(graph, scores)
     graph.node("Cast", [proba], "proba_out", output=operator.outputs[1].full_name,
                to=out_dtype)
@@ -140,7 +141,7 @@ def _parser(scope, model, inputs, custom_parsers=None):
 
 def _shape_calculator(operator):
     model = operator.raw_operator
-    if getattr(model, "out_activation_", "softmax") == "logistic":
+    if model.multilabel_:
         # Multi-label: an int64 indicator matrix and per-label probabilities.
         from skl2onnx.common.data_types import Int64TensorType
 
@@ -151,13 +152,6 @@ def _shape_calculator(operator):
         return
     calculate_linear_classifier_output_shapes(operator)
 
-
-update_registered_converter(
-    ConvNetClassifier, "PyconvnetConvNetClassifier", _shape_calculator,
-    convert_convnet_classifier, parser=_parser,
-    options={"zipmap": [True, False, "columns"], "nocl": [True, False],
-             "output_class_labels": [False, True]},
-)
 
 
 def convert_convnet_regressor(scope, operator, container):
@@ -195,7 +189,20 @@ def _regressor_shape(operator):
     operator.outputs[0].type = kind([n, model.n_outputs_])
 
 
-update_registered_converter(
-    ConvNetRegressor, "PyconvnetConvNetRegressor", _regressor_shape,
-    convert_convnet_regressor,
-)
+def _register(estimators):
+    """The converters of every registered estimator: the classifiers' and
+    the regressors' outputs, as skl2onnx gives every classifier and
+    regressor."""
+    for name, cls in estimators.items():
+        if is_classifier(cls()):
+            update_registered_converter(
+                cls, f"Pyconvnet{name}", _shape_calculator,
+                convert_convnet_classifier, parser=_parser,
+                options={"zipmap": [True, False, "columns"], "nocl": [True, False],
+                         "output_class_labels": [False, True]})
+        elif is_regressor(cls()):
+            update_registered_converter(cls, f"Pyconvnet{name}", _regressor_shape,
+                                        convert_convnet_regressor)
+
+
+_register(ESTIMATORS)

@@ -8,7 +8,6 @@ notebook by leaving it as the cell's value, or write it with
 ``pip install "pyconvnet[plot]"``.
 """
 import numpy as np
-from sklearn.base import is_classifier
 from sklearn.utils.validation import check_is_fitted
 
 from ._threads import blas_single_threaded, effective_n_threads
@@ -185,7 +184,7 @@ def plot_learning_curves(model):
         ``validation_scores_`` exist).
     """
     check_is_fitted(model)
-    score_name = "validation accuracy" if is_classifier(model) else "validation R²"
+    score_name = f"validation {model.score_name}"
     losses = list(model.loss_curve_)
     if not losses:
         raise ValueError("the model has no finished epoch to draw")

@@ -204,3 +204,37 @@ def test_out_activation_is_documented_as_fitted(digits):
     doc = ConvNetClassifier.__doc__
     entry = doc[doc.index("out_activation_ :"):].split("\n    n_features_in_")[0]
     assert '"softmax"' in entry and '"logistic"' in entry and "multi-label" in entry
+
+
+def test_what_the_add_ons_ask_an_estimator(digits):
+    """The add-ons (save/load, ONNX, Dask, plot) ask the estimator instead of
+    checking its class: the registry, its target encoding, whether it is
+    multi-label, how its predictions are laid out."""
+    from sklearn.exceptions import NotFittedError
+
+    from pyconvnet import ConvNetRegressor
+    from pyconvnet._base import ESTIMATORS
+
+    assert ESTIMATORS == {"ConvNetClassifier": ConvNetClassifier,
+                          "ConvNetRegressor": ConvNetRegressor}
+    X, y = digits
+    params = dict(conv_layers=((2, 3),), hidden_layer_sizes=(4,), max_iter=1,
+                  random_state=0)
+    with pytest.raises(NotFittedError):
+        ConvNetClassifier().multilabel_
+    Y = np.stack([y % 2, y > 4], axis=1).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = ConvNetClassifier(**params).fit(X[:60], y[:60])
+        multi = ConvNetClassifier(**params).fit(X[:60], Y[:60])
+        reg = ConvNetRegressor(**params).fit(X[:60], Y[:60].astype(float))
+    assert (single.multilabel_, multi.multilabel_, reg.multilabel_) == (False, True, False)
+    for model in (single, multi, reg):
+        for method in ("predict", "predict_proba", "predict_log_proba"):
+            if not hasattr(model, method):
+                with pytest.raises(AttributeError):
+                    model.prediction_layout(method)
+                continue
+            tail, dtype = model.prediction_layout(method)
+            out = getattr(model, method)(X[:5])
+            assert out.shape == (5, *tail) and out.dtype == dtype, (model, method)
