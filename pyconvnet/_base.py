@@ -26,7 +26,7 @@ from . import _activations, _geometry, _training
 from ._augment import AUGMENT_KINDS
 from ._geometry import INT_MAX
 from ._network import build_network, check_batch
-from ._optimizers import SGD, Adam, AdamW, check_weight_decay
+from ._optimizers import SOLVERS
 from ._spec import build_spec, parse_conv_layers
 from ._threads import blas_single_threaded, effective_n_threads
 from .ops import FLOAT_DTYPES, POOL_KINDS
@@ -79,7 +79,7 @@ class BaseConvNet(BaseEstimator):
         "activation": [StrOptions(set(_activations.NAMES))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
-        "solver": [StrOptions({"sgd", "adam", "adamw"})],
+        "solver": [StrOptions(set(SOLVERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive",
@@ -362,34 +362,22 @@ class BaseConvNet(BaseEstimator):
         raise NotImplementedError
 
 
-    #: The hyperparameters each solver takes, by the estimator's names.
-    SOLVER_PARAMS = {
-        "sgd": ("learning_rate_init", "learning_rate", "momentum",
-                "nesterovs_momentum", "power_t"),
-        "adam": ("learning_rate_init", "learning_rate", "beta_1", "beta_2",
-                 "epsilon"),
-        # alpha is AdamW's decoupled weight decay, a step hyperparameter
-        "adamw": ("learning_rate_init", "learning_rate", "beta_1", "beta_2",
-                  "epsilon", "alpha"),
-    }
-
     def _check_solver(self):
         """What the solver's hyperparameters must satisfy together (each
         alone is checked by ``_parameter_constraints``)."""
-        if self.solver == "adamw":
-            check_weight_decay(self.learning_rate_init, self.alpha)
+        SOLVERS[self.solver].check_settings(self._optimizer_settings())
 
     @property
     def _l2_alpha(self):
-        """The L2 penalty the loss takes: ``alpha``, but for AdamW, which
-        decays the weights in its step instead."""
-        return 0.0 if self.solver == "adamw" else self.alpha
+        """The L2 penalty the loss takes: ``alpha``, but for a solver that
+        decays the weights in its step instead (AdamW)."""
+        return 0.0 if SOLVERS[self.solver].decoupled_decay else self.alpha
 
     def _optimizer_settings(self):
         """The solver and its hyperparameters, by the estimator's names:
         what an optimizer is built from, and what ``save`` writes."""
         return {"solver": self.solver,
-                **{name: getattr(self, name) for name in self.SOLVER_PARAMS[self.solver]}}
+                **{name: getattr(self, name) for name in SOLVERS[self.solver].PARAMS}}
 
     def _next_optimizer(self, incremental):
         """The optimizer of this call. As in MLPClassifier, every ``fit`` (a
@@ -404,33 +392,14 @@ class BaseConvNet(BaseEstimator):
             return old
         new = self._new_optimizer(self._network)
         if incremental and old is not None:
-            scalars, arrays = old.get_state()
-            new.epochs_done = scalars["epochs_done"]
-            if type(old) is type(new):
-                for name, array in arrays.items():
-                    getattr(new, name)[...] = array
-                if isinstance(new, Adam):
-                    new.t = old.t
+            new.continue_from(old)
         return new
 
     def _new_optimizer(self, network):
         """An optimizer of ``network``'s flat parameters with these
-        hyperparameters, which it keeps as ``settings`` to tell later
-        whether they changed."""
-        p = settings = self._optimizer_settings()
-        flat_params = network.flat_params
-        if p["solver"] == "sgd":
-            optimizer = SGD(flat_params, p["learning_rate_init"], p["learning_rate"],
-                            p["momentum"], p["nesterovs_momentum"], p["power_t"])
-        elif p["solver"] == "adamw":
-            optimizer = AdamW(flat_params, p["learning_rate_init"], p["beta_1"],
-                              p["beta_2"], p["epsilon"], p["learning_rate"],
-                              weight_decay=p["alpha"], decayed=network.decayed_slices())
-        else:
-            optimizer = Adam(flat_params, p["learning_rate_init"], p["beta_1"],
-                             p["beta_2"], p["epsilon"], p["learning_rate"])
-        optimizer.settings = settings
-        return optimizer
+        hyperparameters (``SOLVERS``)."""
+        settings = self._optimizer_settings()
+        return SOLVERS[settings["solver"]].from_settings(network, settings)
 
     # The hyperparameters that shape the network.
     _ARCHITECTURE_PARAMS = ("conv_layers", "padding", "pooling", "pool_size",
@@ -707,8 +676,9 @@ class BaseConvNet(BaseEstimator):
             target[...] = value
         optimizer = state.get("optimizer")
         if optimizer is not None:
-            built = clone_with(self, optimizer["settings"])
-            self._optimizer = built._new_optimizer(self._network)
+            settings = optimizer["settings"]
+            self._optimizer = SOLVERS[settings["solver"]].from_settings(self._network,
+                                                                        settings)
             self._optimizer.set_state(optimizer["scalars"], optimizer["arrays"])
         for name, value in state["history"].items():
             setattr(self, name, value)

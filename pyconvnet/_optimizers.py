@@ -47,24 +47,56 @@ class _Optimizer:
             self.base_rate = cosine_rate(self.learning_rate_init, progress)
             self.learning_rate = self.base_rate
 
+    #: the estimator's hyperparameters this solver is built from (besides
+    #: ``solver``), by the estimator's names
+    PARAMS = ("learning_rate_init", "learning_rate")
     #: names of the flat state arrays (velocities, moments)
-    _state = ()
+    STATE = ()
     #: names of the scalars that change during training
-    _scalars = ("learning_rate", "base_rate", "epochs_done")
+    SCALARS = ("learning_rate", "base_rate", "epochs_done")
+    #: whether the solver decays the weights itself (then ``alpha`` is no L2
+    #: penalty in the loss)
+    decoupled_decay = False
+
+    @classmethod
+    def check_settings(cls, settings):
+        """What the settings (``solver`` and ``PARAMS`` by name) must
+        satisfy together; a ValueError naming the parameters."""
+
+    @classmethod
+    def from_settings(cls, network, settings):
+        """An optimizer of ``network``'s flat parameters, built from
+        ``settings``, which it keeps (``settings``) to tell later whether
+        they changed."""
+        cls.check_settings(settings)
+        optimizer = cls._build(network, settings)
+        optimizer.settings = dict(settings)
+        return optimizer
+
+    def continue_from(self, old):
+        """Take over where ``old`` (built from other settings) stands: its
+        point of the schedule, and its state when it is of this kind."""
+        self.epochs_done = old.epochs_done
+        if type(old) is type(self):
+            scalars, arrays = old.get_state()
+            for name, array in arrays.items():
+                getattr(self, name)[...] = array
+            for name in set(self.SCALARS) - set(_Optimizer.SCALARS):
+                setattr(self, name, scalars[name])
 
     def get_state(self):
         """What training has changed, as (scalars, arrays): enough for
         ``set_state`` on a new optimizer of the same kind and hyperparameters
         to continue exactly where this one stands (``save`` writes it)."""
-        return ({name: getattr(self, name) for name in self._scalars},
-                {name: getattr(self, name) for name in self._state})
+        return ({name: getattr(self, name) for name in self.SCALARS},
+                {name: getattr(self, name) for name in self.STATE})
 
     def set_state(self, scalars, arrays):
         """Restore ``get_state``'s values; the arrays are copied into this
         optimizer's own (of the parameters' size and dtype)."""
-        for name in self._scalars:
+        for name in self.SCALARS:
             setattr(self, name, scalars[name])
-        for name in self._state:
+        for name in self.STATE:
             getattr(self, name)[...] = arrays[name]
 
     def iteration_ends(self, time_step):
@@ -74,7 +106,7 @@ class _Optimizer:
         """Whether every state array is finite. Adam's second moment holds
         squared gradients: it overflows first, and once it is infinite the
         steps it scales are zero, so training would stall silently."""
-        return all(np.isfinite(getattr(self, name)).all() for name in self._state)
+        return all(np.isfinite(getattr(self, name)).all() for name in self.STATE)
 
     def trigger_stopping(self, msg, verbose):
         if verbose:
@@ -83,7 +115,13 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
-    _state = ("velocity",)
+    PARAMS = _Optimizer.PARAMS + ("momentum", "nesterovs_momentum", "power_t")
+    STATE = ("velocity",)
+
+    @classmethod
+    def _build(cls, network, p):
+        return cls(network.flat_params, p["learning_rate_init"], p["learning_rate"],
+                   p["momentum"], p["nesterovs_momentum"], p["power_t"])
 
     def __init__(self, params, learning_rate_init=0.1, lr_schedule="constant",
                  momentum=0.9, nesterov=True, power_t=0.5):
@@ -122,8 +160,14 @@ class SGD(_Optimizer):
 
 
 class Adam(_Optimizer):
-    _state = ("m", "v")
-    _scalars = _Optimizer._scalars + ("t",)
+    PARAMS = _Optimizer.PARAMS + ("beta_1", "beta_2", "epsilon")
+    STATE = ("m", "v")
+    SCALARS = _Optimizer.SCALARS + ("t",)
+
+    @classmethod
+    def _build(cls, network, p):
+        return cls(network.flat_params, p["learning_rate_init"], p["beta_1"],
+                   p["beta_2"], p["epsilon"], p["learning_rate"])
 
     def __init__(self, params, learning_rate_init=0.001, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, lr_schedule="constant"):
@@ -174,6 +218,20 @@ class AdamW(Adam):
     weights with large gradients are barely decayed; here every weight
     decays at the same rate."""
 
+    # alpha is the decay rate, a step hyperparameter here
+    PARAMS = Adam.PARAMS + ("alpha",)
+    decoupled_decay = True
+
+    @classmethod
+    def check_settings(cls, settings):
+        check_weight_decay(settings["learning_rate_init"], settings["alpha"])
+
+    @classmethod
+    def _build(cls, network, p):
+        return cls(network.flat_params, p["learning_rate_init"], p["beta_1"],
+                   p["beta_2"], p["epsilon"], p["learning_rate"],
+                   weight_decay=p["alpha"], decayed=network.decayed_slices())
+
     def __init__(self, params, learning_rate_init=0.001, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, lr_schedule="constant", weight_decay=0.01, decayed=()):
         check_weight_decay(learning_rate_init, weight_decay)
@@ -188,3 +246,8 @@ class AdamW(Adam):
             factor = 1 - self.base_rate * self.weight_decay
             for part in self.decayed:
                 params[part] *= factor
+
+
+#: The solvers by the estimators' name for them: what an optimizer is built
+#: from, what ``save`` and ``load`` read its settings and state by.
+SOLVERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}

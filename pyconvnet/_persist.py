@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from ._optimizers import SGD, Adam
+from ._optimizers import SOLVERS
 
 FORMAT = "pyconvnet-model"
 # 2: the file also holds the network's spec (``_spec.NetworkSpec.to_dict``)
@@ -233,22 +233,21 @@ def _check_optimizer(stored, model):
     if stored is None:
         return None, None, ()
     settings = stored.get("params") if isinstance(stored, dict) else None
-    solver_params = model.SOLVER_PARAMS.get(
-        settings.get("solver") if isinstance(settings, dict) else None)
-    if solver_params is None or set(settings) != {"solver", *solver_params}:
+    kind = SOLVERS.get(settings.get("solver") if isinstance(settings, dict) else None)
+    if kind is None or set(settings) != {"solver", *kind.PARAMS}:
         raise ValueError("bad optimizer state")
     _check_params(type(model), {**model.get_params(), **settings})
-    kind = SGD if settings["solver"] == "sgd" else Adam
+    kind.check_settings(settings)
     scalars = {}
-    for name in kind._scalars:
+    for name in kind.SCALARS:
         value = _check_number(stored.get(name), f"optimizer {name}",
                               integer=name == "t", low=0)
         if not np.isfinite(value) or value > 2**53:
             raise ValueError(f"optimizer {name} must be finite, got {value}")
         scalars[name] = value
-    if set(stored) != {"params", *kind._scalars}:
+    if set(stored) != {"params", *kind.SCALARS}:
         raise ValueError(f"unexpected optimizer fields {sorted(stored)}")
-    return dict(settings), scalars, kind._state
+    return dict(settings), scalars, kind.STATE
 
 
 def load(path, estimator=None):
