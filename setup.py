@@ -40,6 +40,7 @@ Environment switches:
 """
 import os
 import platform
+import runpy
 import shutil
 import subprocess
 import sys
@@ -66,10 +67,13 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 KERNELS = "pyconvnet/_kernels"
-EXTENSIONS = ["runtime"]
+# The one list of kernel modules (read without importing the package, which
+# needs them built).
+_MODULES = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       KERNELS, "modules.py"))
+EXTENSIONS = list(_MODULES["MODULES"])
 # Built once per instruction set: <name>_generic, <name>_avx2, ...
-ISA_EXTENSIONS = ["conv_im2col", "conv_winograd", "dense", "pool", "batchnorm",
-                  "optim"]
+ISA_EXTENSIONS = list(_MODULES["ISA_MODULES"])
 
 # The instruction-set builds: name -> (gcc/clang flags, MSVC flags). avx512
 # is x86-64-v4's set (F, CD, BW, DQ, VL), which runtime.cpu_instruction_sets
@@ -81,6 +85,20 @@ ISA_FLAGS = {
                 "-mavx512dq", "-mavx512vl", "-ffp-contract=off"],
                ["/arch:AVX512", "/fp:precise"]),
 }
+assert tuple(ISA_FLAGS) == _MODULES["ISAS"], "modules.py and ISA_FLAGS disagree"
+
+
+def _write_stubs():
+    """The .pyx file of each instruction-set build: an include of its
+    source, generated from the list (written only when it changes, so that
+    an unchanged one is not rebuilt)."""
+    for base in ISA_EXTENSIONS:
+        for isa in ISA_FLAGS:
+            path = os.path.join(KERNELS, f"{base}_{isa}.pyx")
+            text = _MODULES["stub_source"](base, isa)
+            if not os.path.exists(path) or open(path).read() != text:
+                with open(path, "w") as f:
+                    f.write(text)
 
 
 def _flag(name):
@@ -216,6 +234,7 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    _write_stubs()
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
     exts = [
         Extension(

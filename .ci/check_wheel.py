@@ -12,9 +12,15 @@ python .ci/check_wheel.py WHEEL [--manylinux]
 - with --manylinux: a manylinux platform tag and the OpenMP runtime vendored
   (``pyconvnet.libs/libgomp*``), as ``auditwheel repair`` makes it.
 """
+import os
+import runpy
 import sys
 import zipfile
 from email.parser import Parser
+
+# The one list of kernel modules, read from the source tree.
+MODULES = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                      "pyconvnet", "_kernels", "modules.py"))
 
 
 def main(argv):
@@ -38,9 +44,8 @@ def main(argv):
     if missing:
         problems.append(f"undeclared runtime dependencies: {sorted(missing)}")
     if "x86_64" in tags or "amd64" in tags.lower():
-        for module in ("conv_im2col", "conv_winograd", "dense", "pool", "batchnorm",
-                       "optim"):
-            for isa in ("generic", "avx2", "avx512"):
+        for module in MODULES["ISA_MODULES"]:
+            for isa in MODULES["ISAS"]:
                 if not any(n.startswith(f"pyconvnet/_kernels/{module}_{isa}.") and
                            n.endswith((".so", ".pyd")) for n in names):
                     problems.append(f"no {isa} build of {module} in the wheel")

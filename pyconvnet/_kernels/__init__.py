@@ -42,17 +42,14 @@ import os
 import warnings
 
 from . import runtime
+from .modules import ISA_MODULES, ISAS
 
-ISAS = ("generic", "avx2", "avx512")
 # Builds run only when asked for (PYCONVNET_ISA, set_isa). None now: the
 # AVX-512 build was opt-in while it differed from the AVX2 one in vector
 # width only (it trained about 1% slower on AMD EPYC); with its own matrix
 # products for the Winograd convolution it trains the 3x3 benchmark networks
 # faster (benchmarks/PERFORMANCE.md).
 OPT_IN = ()
-# The modules built once per instruction set (setup.py's ISA_EXTENSIONS).
-ISA_MODULES = ("conv_im2col", "conv_winograd", "dense", "pool", "batchnorm",
-               "optim")
 _state = {"isa": None, "modules": {}}
 
 

@@ -1,2 +1,0 @@
-# The batchnorm kernels compiled for the avx512 instruction set (see batchnorm.pxi).
-include "batchnorm.pxi"

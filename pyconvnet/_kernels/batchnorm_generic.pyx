@@ -1,2 +1,0 @@
-# The batchnorm kernels compiled for the generic instruction set (see batchnorm.pxi).
-include "batchnorm.pxi"

@@ -1,2 +1,0 @@
-# The Winograd convolution compiled for the generic instruction set (see conv_winograd.pxi).
-include "conv_winograd.pxi"

@@ -1,2 +1,0 @@
-# The dense products compiled for the avx512 instruction set (see dense.pxi).
-include "dense.pxi"

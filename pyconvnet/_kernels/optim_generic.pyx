@@ -1,2 +1,0 @@
-# The optim kernels compiled for the generic instruction set (see optim.pxi).
-include "optim.pxi"

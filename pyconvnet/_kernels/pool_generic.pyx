@@ -1,2 +1,0 @@
-# The pool kernels compiled for the generic instruction set (see pool.pxi).
-include "pool.pxi"
