@@ -16,7 +16,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import mean_absolute_error, r2_score

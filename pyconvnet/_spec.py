@@ -314,7 +314,7 @@ def parse_conv_layers(conv_layers, pooling="max"):
         if isinstance(entry, str):
             if entry not in MARKERS:
                 raise ValueError(
-                    f"the only strings conv_layers takes are the markers "
+                    "the only strings conv_layers takes are the markers "
                     + ", ".join(f"{name!r} ({what})" for name, (what, _) in MARKERS.items())
                     + f"; got {entry!r}")
             if entry == POOL and pooling is None:
