@@ -19,6 +19,7 @@ import zipfile
 
 import numpy as np
 
+from ._json import to_json, tupled
 from ._optimizers import SOLVERS
 
 FORMAT = "pyconvnet-model"
@@ -27,22 +28,6 @@ FORMAT = "pyconvnet-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 _META_KEY = "__meta__"
-
-
-def _jsonable(value):
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, numbers.Number, str)):
-        return value
-    raise TypeError(f"cannot save a parameter of type {type(value).__name__}")
-
-
-def _tupled(value):
-    if isinstance(value, list):
-        return tuple(_tupled(v) for v in value)
-    return value
 
 
 # The history's lists (the estimator's HISTORY_ATTRIBUTES holds the rest).
@@ -87,10 +72,10 @@ def save(model, path):
         "pyconvnet_version": __version__,
         "estimator": type(model).__name__,
         "network": network.spec.to_dict(),
-        "params": {k: _jsonable(v) for k, v in params.items()},
+        "params": {k: to_json(v) for k, v in params.items()},
         "dtype": model.dtype_.name,
         "image_shape": list(model.image_shape_),
-        "fitted": {k: _jsonable(v) for k, v in state["history"].items()},
+        "fitted": {k: to_json(v) for k, v in state["history"].items()},
         "feature_names_in": (None if not hasattr(model, "feature_names_in_")
                              else [str(v) for v in model.feature_names_in_]),
         "n_params": len(network.params),
@@ -107,8 +92,8 @@ def save(model, path):
     optimizer = state["optimizer"]
     if optimizer is not None:
         meta["optimizer"] = {
-            "params": {k: _jsonable(v) for k, v in optimizer["settings"].items()},
-            **{k: _jsonable(v) for k, v in optimizer["scalars"].items()}}
+            "params": {k: to_json(v) for k, v in optimizer["settings"].items()},
+            **{k: to_json(v) for k, v in optimizer["scalars"].items()}}
         arrays.update({f"optimizer_{name}": a
                        for name, a in optimizer["arrays"].items()})
     meta["fitted"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -345,7 +330,7 @@ def _load_checked(archive, expected):
         raise ValueError("bad pyconvnet_version")
     if not isinstance(meta["params"], dict):
         raise ValueError("bad params")
-    params = {k: _tupled(v) for k, v in meta["params"].items()}
+    params = {k: tupled(v) for k, v in meta["params"].items()}
     model = _check_params(cls, params)
     # n_threads is not checked against this machine here: a model saved on a
     # 64-core machine with n_threads=32 still loads on a laptop, and fit or

@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _activations, _geometry
+from ._json import to_json, tupled
 
 # The entry of ``conv_layers`` that places a pooling layer.
 POOL = "pool"
@@ -64,7 +65,7 @@ class LayerSpec:
         return None
 
     def to_dict(self):
-        return {"kind": self.kind, **_jsonable(asdict(self))}
+        return {"kind": self.kind, **to_json(asdict(self))}
 
 
 @_spec_type
@@ -241,24 +242,10 @@ class NetworkSpec:
                 if set(entry) != names:
                     raise ValueError(f"fields {sorted(entry)} for a "
                                      f"{spec_type.kind} layer")
-                layers.append(spec_type(**{k: _tupled(v) for k, v in entry.items()}))
+                layers.append(spec_type(**{k: tupled(v) for k, v in entry.items()}))
             return cls(tuple(data["input_shape"]), tuple(layers), data["head"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a network spec: {exc!r}") from None
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _tupled(value):
-    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 # ----------------------------------------------------------------------

@@ -32,9 +32,8 @@ the AVX-512 build, which run on ``sgemm.h``'s own kernels instead of BLAS
 the same bits for any thread count.
 
 A whole module is built per instruction set, not a table of its loops:
-called through function pointers, the unfolding loops ran the first
-layers' forward pass 4-9% slower than inlined into the convolution (AVX-512
-builds included).
+called through function pointers, the unfolding loops ran slower than
+inlined into the convolution (benchmarks/PERFORMANCE.md).
 """
 import importlib
 import importlib.util
@@ -44,11 +43,8 @@ import warnings
 from . import runtime
 from .modules import ISA_MODULES, ISAS
 
-# Builds run only when asked for (PYCONVNET_ISA, set_isa). None now: the
-# AVX-512 build was opt-in while it differed from the AVX2 one in vector
-# width only (it trained about 1% slower on AMD EPYC); with its own matrix
-# products for the Winograd convolution it trains the 3x3 benchmark networks
-# faster (benchmarks/PERFORMANCE.md).
+# Builds run only when asked for (PYCONVNET_ISA, set_isa). None: the best
+# build the CPU runs is the default (benchmarks/PERFORMANCE.md says why).
 OPT_IN = ()
 _state = {"isa": None, "modules": {}}
 

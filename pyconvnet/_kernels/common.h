@@ -3,11 +3,9 @@
 
    Plain loops over restrict pointers that the compiler vectorises (-O3);
    written as Cython loops inside an OpenMP region they compiled to scalar
-   code with a branch per element. Python builds extensions with -fwrapv;
-   under it the float block sums, written first with a running bound
-   (`for (; k + 16 <= end; k += 16)`), ran 3x slower than without it, and
-   as loops with explicit trip counts they vectorise either way: the new
-   loops here count their trips. Sums are taken in a fixed
+   code with a branch per element. Python builds extensions with -fwrapv,
+   under which loops with a running bound vectorise poorly: the loops here
+   count their trips (benchmarks/PERFORMANCE.md has the figures). Sums are taken in a fixed
    order (see pcn_sum_f), so a result never depends on the thread that
    computes it.
 
@@ -37,9 +35,8 @@ enum pcn_activation { PCN_IDENTITY = 0, PCN_RELU = 1, PCN_SIGMOID = 2, PCN_TANH 
 
    float data: sixteen partial sums in float over blocks of PCN_FBLOCK values,
    each block's partial sums then added pairwise in double to a double total.
-   Converting every value to double halved the vector width and cost a
-   conversion per value (batch norm, whose sums these are, took a fifth of a
-   Fashion-MNIST training step). A float partial sum adds at most
+   Converting every value to double halves the vector width and costs a
+   conversion per value (benchmarks/PERFORMANCE.md). A float partial sum adds at most
    PCN_FBLOCK / 16 terms, so the rounding stays within a few float ulps of
    the block's magnitude. Deviations from a mean m are taken from m rounded to
    float: over a channel the deviations sum to zero, which leaves the
@@ -201,7 +198,7 @@ static PCN_INLINE void pcn_valid_range(int j, int pw, int sw, int W, int OW,
    with explicit trip counts that the compiler turns into vector moves even
    under Python's -fwrapv; a longer one goes to memcpy, whose run-time
    dispatch uses the widest vectors the machine has (a block loop compiled
-   for baseline x86-64 was 10-20% slower on 24-value rows). col2im adds, so
+   for baseline x86-64 cannot). col2im adds, so
    it always uses the blocks. */
 #define PCN_IM2COL(IM2COL, COL2IM, T)                                        \
 static PCN_INLINE void IM2COL(const T* PCN_RESTRICT x, T* PCN_RESTRICT cols, \
@@ -282,8 +279,7 @@ PCN_IM2COL(pcn_im2col_d, pcn_col2im_d, double)
    cols is copied exactly, so a sample's cols never spill into the next
    sample's. Short rows (8 to 32 values) are the common case in these
    networks, and this drops their per-row bounds logic, scalar remainders and
-   memcpy calls: 1.5-2.9x faster than pcn_im2col on the benchmark networks'
-   layers. */
+   memcpy calls (benchmarks/PERFORMANCE.md has the figures). */
 #define PCN_IM2COL_PADDED(PAD, IM2COL, T)                                    \
 static PCN_INLINE void PAD(const T* PCN_RESTRICT x, T* PCN_RESTRICT xp,      \
                            int C, int H, int W, int ph, int pw) {            \
@@ -334,9 +330,8 @@ PCN_IM2COL_PADDED(pcn_pad_d, pcn_im2col_padded_d, double)
    W). Same additions in the same order as pcn_col2im, so the same result.
    Adds cannot overshoot a row as pcn_im2col_padded's copies do (they would
    add the next row's values), so a row's remainder after its blocks of 8 is
-   scalar. Side by side on the benchmark networks' layers: 1.5x faster than
-   pcn_col2im on rows of 8, 1.2-1.4x on rows of 10, 16 and 24 and on rows of
-   14 under 3x3 kernels, as fast on rows of 14 under 5x5 kernels. */
+   scalar. Faster than pcn_col2im on short rows (benchmarks/PERFORMANCE.md).
+   */
 #define PCN_COL2IM_PADDED(NAME, T)                                           \
 static PCN_INLINE void NAME(const T* PCN_RESTRICT cols, T* PCN_RESTRICT dxp, \
                             T* PCN_RESTRICT dx, int C, int H, int W, int KH, \

@@ -143,10 +143,7 @@ cdef enum:
 # A group holds about GROUP_TILES tiles (the products' row count), and a
 # batch is cut into at least MIN_GROUPS groups when it has the samples, so
 # that several threads have work (the group never depends on the thread
-# count: results do not either). Measured on 32->64 channels at 14x14 and
-# 16x16 and 64->128 at 8x8, batch 64, 2 threads: 128 to 256 tiles ran within
-# a few percent of each other, 64 and 512 up to 20% slower; one group for
-# the whole batch left a thread idle.
+# count: results do not either). Why 192: benchmarks/PERFORMANCE.md.
 GROUP_TILES = 192
 # The channels the transforms take at a time in this build (winograd.h).
 LANES = PCN_WL

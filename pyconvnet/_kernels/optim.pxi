@@ -8,9 +8,8 @@ Every parameter of a network lives in one flat array (see ``Network``), its
 gradient in another, and each optimizer state (velocity; Adam's two moments)
 in one more. A step is then one loop over those arrays, reading each once and
 writing each once. The same step written as NumPy expressions takes four
-(SGD) to eleven (Adam) passes over memory and allocates temporaries: on the
-wider networks (850k parameters) Adam's NumPy step took 20% of a training
-step at batch 10.
+(SGD) to eleven (Adam) passes over memory and allocates temporaries
+(benchmarks/PERFORMANCE.md has what that cost).
 
 The loops are C over ``restrict`` pointers so the compiler vectorises them
 (``sqrt`` included: the build passes -fno-math-errno). Each element's update
@@ -19,9 +18,7 @@ is split: it is split into fixed blocks handed to ``n_threads`` threads
 (dynamically, so that a thread a busy machine deschedules does not hold the
 step up), and the result is the same for any number of threads. A step
 touches every parameter of the network three or four times and is bound by
-memory: on a 2-core machine the 850k parameters of a wider network took
-0.8 ms per step on one thread, a tenth of a training step at batch 10.
-Below two blocks the step runs on the calling thread.
+memory. Below two blocks the step runs on the calling thread.
 
 Nothing here validates: ``pyconvnet._optimizers`` passes arrays of one dtype
 and one size.

@@ -182,24 +182,16 @@ def _winograd_geometry(geometry):
             and max(geometry.kernel) <= WINOGRAD_MAX_KERNEL)
 
 
-# The table "auto" follows (benchmarks/PERFORMANCE.md, "Winograd": layers
-# timed forward + backward under each implementation, batch 1 to 64, 2
-# threads, the AVX2 and AVX-512 builds). The transforms work on
-# winograd_lanes() channels at a time (16 in the AVX-512 build, 8
-# otherwise): with fewer input channels (a first layer on grey or RGB
-# images) they cost more than the multiplies they save, and im2col wins
-# 2-5x. In float32 F(4x4) wins wherever its tiles fit the output (7x7 and
-# larger: at most 31% of its outputs wasted at the edge); on smaller maps
-# F(2x2) does, for 3x3 kernels. A larger kernel (cut into 3x3 pieces) wins
-# from 16 channels on 7x7 maps and larger (5x5, 32->64 on 14x14: 1.4x
-# im2col), with F(4x4), when the channels fill at least 3/4 of the lanes
-# they take (20 channels in lanes of 16 take 32: Nielsen's second layer ran
-# 15% slower than im2col). Small batches go to im2col: the weights'
-# transform and the products' few rows cost more than the multiplies saved
-# (one image, 5x5 32->64 on 14x14: 165 us im2col, 440 us F(4x4); batches
-# of 16 still favour im2col for 5x5, of 4 tie for 3x3). In float64, F(2x2)
-# for 3x3 kernels from 16 channels: F(4x4) was no faster there, and
-# float64 is asked for for its accuracy.
+# The table "auto" follows (its measurements: benchmarks/PERFORMANCE.md).
+# The transforms work on winograd_lanes() channels at a time: with fewer
+# input channels (a first layer on grey or RGB images) they cost more than
+# the multiplies they save, and im2col runs. In float32 F(4x4) where its
+# tiles fit the output (7x7 and larger), F(2x2) on smaller maps, for 3x3
+# kernels; a larger kernel (cut into 3x3 pieces) from 16 channels on 7x7
+# maps and larger, with F(4x4), when the channels fill at least 3/4 of the
+# lanes they take. Small batches go to im2col: the weights' transform and
+# the products' few rows cost more than the multiplies saved. In float64,
+# F(2x2) for 3x3 kernels from 16 channels.
 def winograd_lanes():
     """Channels the Winograd transforms take at a time in the build that
     runs."""

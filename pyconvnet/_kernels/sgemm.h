@@ -10,8 +10,7 @@
    Why not BLAS: the OpenBLAS that NumPy and SciPy ship runs its AVX2
    (Haswell) kernels on AMD's Zen CPUs, AVX-512 ones included; on Zen 5,
    whose AVX-512 units are full width, that is half the machine's peak
-   (one thread: 113 GFLOP/s against 236 with OPENBLAS_CORETYPE=SkylakeX,
-   on a 2048^3 product), and a library cannot choose OpenBLAS's kernels
+   (benchmarks/PERFORMANCE.md), and a library cannot choose OpenBLAS's kernels
    once NumPy has loaded it. The products here are small (a few hundred rows
    by 32-128 columns), so no packing: a 6 x 64 block of C lives in 24 of the
    32 vector registers while a loop over p broadcasts A's values and loads
