@@ -195,7 +195,7 @@ class FittedState:
         built = self.__dict__.get("_built_params")
         params = dict(self.get_params(), **(built or {}))
         spec = clone_with(self, params).network_spec(
-            self.image_shape_, network.layers[-1].out_shape[0], self._dtype,
+            self.image_shape_, network.layers[-1].params[0].shape[1], self._dtype,
             network.out_activation)
         shapes = [tuple(p.shape) for p in network.params]
         if ([tuple(s) for s in spec.param_shapes] != shapes
@@ -203,8 +203,7 @@ class FittedState:
             raise ValueError("the pickled network does not match the "
                              "architecture its hyperparameters describe")
         network.spec = spec
-        for layer, layer_spec in zip(network.layers, spec.layers):
-            layer.__dict__.setdefault("in_shape", tuple(layer_spec.in_shape))
+        network.give_layers_their_specs()
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")

@@ -17,8 +17,9 @@ reach the compiled kernels only through ``_dispatch`` (never ``ops``'s own
 helpers: ``ops`` is the validated public API).
 
 The registry: each layer class is registered for its spec type
-(``_spec``) and owns, besides its passes, its construction from the spec
-(``from_spec``), its row of the architecture summary (``describe``,
+(``_spec``) and is built from a spec, which it keeps (``spec``): its input
+and output shapes, and a convolution's geometry, are the spec's, worked out
+in one place. It owns, besides its passes, its row of the architecture summary (``describe``,
 ``n_params``), its ONNX nodes (``to_onnx``) and its fusion with the layers
 after it (``fuses_with``, and at prediction ``folds``). ``build_layers``
 instantiates a network spec.
@@ -50,7 +51,7 @@ def build_layers(spec, rng, dtype):
             cls = _LAYER_TYPES[type(layer_spec)]
         except KeyError:
             raise ValueError(f"no layer is registered for {layer_spec!r}") from None
-        layers.append(cls.from_spec(layer_spec, rng, dtype))
+        layers.append(cls(layer_spec, rng, dtype))
     return layers
 
 class Layer:
@@ -63,12 +64,23 @@ class Layer:
     #: whether training's ``forward`` takes the batch's sample weights
     uses_sample_weight = False
 
-    def __init__(self):
+    def __init__(self, spec, rng=None, dtype=None):
+        self.spec = spec
         self._params = []
         self._grads = []
         self.shapes = []
         self.input_grad = True
         self.n_threads = 1
+
+    @property
+    def in_shape(self):
+        """One sample's input shape: the spec's."""
+        return tuple(self.spec.in_shape)
+
+    @property
+    def out_shape(self):
+        """One sample's output shape: the spec's."""
+        return tuple(self.spec.out_shape)
 
     @property
     def params(self):
@@ -143,9 +155,6 @@ class Layer:
     def describe(self):
         return self.kind
 
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        raise NotImplementedError
 
     def fuses_with(self, next_layer):
         """Whether this layer runs ``next_layer`` in its own pass."""
@@ -174,49 +183,31 @@ class Conv2D(Layer):
     #: ``_kernels.registry``)
     implementation = None
 
-    def __init__(self, in_shape, n_filters, kernel_size, stride, padding,
-                 activation, init_scale, rng, dtype, bias=True):
+    def __init__(self, spec, rng, dtype):
         # The sizes were checked against the kernels' limits by
-        # ``plan_network`` before this layer was built. Without ``bias`` (a
-        # convolution followed by batch norm, whose shift replaces it) the
-        # only parameter is the weight.
-        super().__init__()
-        self.activation = activation
-        self.has_bias = bias
-        c, h, w = in_shape
-        self.in_shape = tuple(in_shape)
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        fan_in = c * kernel_size[0] * kernel_size[1]
-        weight = rng.normal(
-            0.0, np.sqrt(init_scale / fan_in), (n_filters, c) + kernel_size
-        ).astype(dtype)
-        self.bind([weight, np.zeros(n_filters, dtype=dtype)] if bias else [weight])
-        self.out_shape = _geometry.conv_output_shape((1, c, h, w), weight.shape,
-                                                     stride, padding)[1:]
-
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        # A convolution without bias is followed by batch norm, which
-        # applies the activation; the initial scale is the activation's all
-        # the same.
-        act = spec.activation
-        return cls(spec.in_shape, spec.n_filters, tuple(spec.kernel),
-                   tuple(spec.stride), tuple(spec.padding),
-                   act if spec.bias else "identity", _activations.get(act).init_scale,
-                   rng, dtype,
-                   bias=spec.bias)
+        # ``build_spec`` before this layer was built. Without ``bias`` (a
+        # convolution followed by batch norm, whose shift replaces it, and
+        # applies the activation) the only parameter is the weight; the
+        # initial scale is the activation's all the same.
+        super().__init__(spec)
+        self.activation = spec.activation if spec.bias else "identity"
+        self.has_bias = spec.bias
+        self.kernel_size = tuple(spec.kernel)
+        self.stride = tuple(spec.stride)
+        self.padding = tuple(spec.padding)
+        shape = self.geometry.weight_shape
+        fan_in = shape[1] * shape[2] * shape[3]
+        weight = rng.normal(0.0, np.sqrt(_activations.get(spec.activation).init_scale
+                                         / fan_in), shape).astype(dtype)
+        self.bind([weight, np.zeros(shape[0], dtype=dtype)] if spec.bias else [weight])
 
     @property
     def geometry(self):
-        """The layer's sizes (``_geometry.ConvGeometry``), worked out once."""
+        """The layer's sizes (``_geometry.ConvGeometry``): its spec's,
+        worked out once."""
         geometry = self.__dict__.get("_sizes")
         if geometry is None:
-            f, _, kh, kw = self.weight.shape
-            geometry = self._sizes = _geometry.ConvGeometry(
-                tuple(self.in_shape), f, (kh, kw), tuple(self.stride),
-                tuple(self.padding))
+            geometry = self._sizes = self.spec.geometry
         return geometry
 
     def _implementation(self, dtype, batch):
@@ -349,17 +340,12 @@ class BatchNorm2D(Layer):
     decay = False
     uses_sample_weight = True
 
-    def __init__(self, in_shape, activation, dtype):
-        super().__init__()
-        c = in_shape[0]
-        self.activation = activation
-        self.out_shape = tuple(in_shape)
+    def __init__(self, spec, rng, dtype):
+        super().__init__(spec)
+        c = spec.in_shape[0]
+        self.activation = spec.activation
         self.bind([np.ones(c, dtype), np.zeros(c, dtype), np.zeros(c, dtype),
                    np.ones(c, dtype)])
-
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        return cls(spec.in_shape, spec.activation, dtype)
 
     def to_onnx(self, graph, x):
         gamma, beta, mean, var = (graph.constant(n, p) for n, p in zip(
@@ -447,20 +433,14 @@ class Pool2D(Layer):
     value (max, L2 norm or mean), windows not overlapping."""
 
 
-    def __init__(self, in_shape, kind, size):
-        super().__init__()
-        self.pool_kind = kind
-        self.size = size
-        self.out_shape = _geometry.pool_output_shape((1,) + tuple(in_shape),
-                                                     size, size)[1:]
+    def __init__(self, spec, rng, dtype):
+        super().__init__(spec)
+        self.pool_kind = spec.pool_kind
+        self.size = tuple(spec.size)
 
     # The ONNX operator of each pooling kind, and its attributes.
     ONNX_OPS = {"max": ("MaxPool", {}), "l2": ("LpPool", {"p": 2}),
                 "avg": ("AveragePool", {})}
-
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        return cls(spec.in_shape, spec.pool_kind, tuple(spec.size))
 
     def to_onnx(self, graph, x):
         op, attrs = self.ONNX_OPS[self.pool_kind]
@@ -498,15 +478,9 @@ class GlobalAvgPool2D(Layer):
     runs on that compiled kernel (forward: the mean; backward: each value's
     gradient is the map's gradient over H * W)."""
 
-    def __init__(self, in_shape):
-        super().__init__()
-        self.in_shape = tuple(in_shape)
-        self.window = tuple(in_shape[1:])
-        self.out_shape = (in_shape[0], 1, 1)
-
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        return cls(spec.in_shape)
+    def __init__(self, spec, rng=None, dtype=None):
+        super().__init__(spec)
+        self.window = tuple(spec.in_shape[1:])
 
     def to_onnx(self, graph, x):
         return graph.node("GlobalAveragePool", [x], "gap")
@@ -534,17 +508,8 @@ class GlobalAvgPool2D(Layer):
 @register_layer(_spec.FlattenSpec)
 class Flatten(Layer):
 
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        return cls(spec.in_shape)
-
     def to_onnx(self, graph, x):
         return graph.node("Flatten", [x], "flatten", axis=1)
-
-    def __init__(self, in_shape):
-        super().__init__()
-        self.in_shape = tuple(in_shape)
-        self.out_shape = (int(np.prod(in_shape)),)
 
     def forward(self, x, training):
         return x.reshape(x.shape[0], -1)
@@ -559,19 +524,14 @@ class Dense(Layer):
 
     weight_layer = True
 
-    def __init__(self, n_in, n_out, init_scale, rng, dtype):
-        super().__init__()
-        weight = rng.normal(0.0, np.sqrt(init_scale / n_in),
-                            (n_in, n_out)).astype(dtype)
-        self.bind([weight, np.zeros(n_out, dtype=dtype)])
-        self.out_shape = (n_out,)
-
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
+    def __init__(self, spec, rng, dtype):
         # He for ReLU hidden layers, N(0, 1/n_in) for the others and for
         # the output.
-        return cls(spec.in_shape[0], spec.n_out, _activations.get(spec.activation).init_scale,
-                   rng, dtype)
+        super().__init__(spec)
+        (n_in,), n_out = spec.in_shape, spec.n_out
+        weight = rng.normal(0.0, np.sqrt(_activations.get(spec.activation).init_scale
+                                         / n_in), (n_in, n_out)).astype(dtype)
+        self.bind([weight, np.zeros(n_out, dtype=dtype)])
 
     def to_onnx(self, graph, x):
         product = graph.node("MatMul", [x, graph.constant("dense_w", self.weight)],
@@ -601,17 +561,12 @@ class Dense(Layer):
 @register_layer(_spec.ActivationSpec)
 class Activation(Layer):
 
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        return cls(spec.in_shape, spec.name)
-
     def to_onnx(self, graph, x):
         return graph.activation(x, self.name)
 
-    def __init__(self, in_shape, name):
-        super().__init__()
-        self.name = name
-        self.out_shape = tuple(in_shape)
+    def __init__(self, spec, rng=None, dtype=None):
+        super().__init__(spec)
+        self.name = spec.name
 
     def describe(self):
         return self.name
@@ -631,15 +586,10 @@ class Dropout(Layer):
     changes at prediction time."""
 
 
-    def __init__(self, in_shape, rate, rng):
-        super().__init__()
-        self.rate = rate
+    def __init__(self, spec, rng, dtype=None):
+        super().__init__(spec)
+        self.rate = spec.rate
         self.rng = rng
-        self.out_shape = tuple(in_shape)
-
-    @classmethod
-    def from_spec(cls, spec, rng, dtype):
-        return cls(spec.in_shape, spec.rate, rng)
 
     def to_onnx(self, graph, x):
         return x        # the identity at prediction time

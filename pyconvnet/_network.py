@@ -107,6 +107,14 @@ class Network:
         self.__dict__.update(state)
         self.flat_grads = np.zeros_like(self.flat_params)
         self._bind()
+        if "spec" in self.__dict__:
+            self.give_layers_their_specs()
+
+    def give_layers_their_specs(self):
+        """Layers pickled before they kept their spec take it from the
+        network's (``spec``)."""
+        for layer, layer_spec in zip(self.layers, self.spec.layers):
+            layer.__dict__.setdefault("spec", layer_spec)
 
     def decayed_slices(self):
         """Where in ``flat_params`` the weights that weight decay applies

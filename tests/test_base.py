@@ -142,6 +142,20 @@ def test_the_estimator_follows_the_one_precision_rule(dtype):
     assert ops.conv2d(x, w).dtype == ops.result_dtype([dtype, dtype])
 
 
+def test_layers_pickled_before_they_kept_their_spec_take_the_networks(fitted):
+    """Models pickled by pyconvnet 0.2 to 0.4 have a network spec but layers
+    without one (their shapes were their own then)."""
+    model, X, _ = fitted
+    copy = pickle.loads(pickle.dumps(model))
+    for layer in copy.network_.layers:
+        del layer.__dict__["spec"]
+        layer.__dict__["out_shape"] = (-1,)        # an old layer's own, ignored
+    old = pickle.loads(pickle.dumps(copy))
+    assert [layer.spec for layer in old.network_.layers] == list(model.network_.spec.layers)
+    assert old.layers_ == model.layers_
+    np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
+
+
 def test_a_model_pickled_without_a_network_spec_predicts(fitted):
     """Models pickled by pyconvnet 0.1.0 have a network without a spec and
     convolutions without ``in_shape``: unpickling rebuilds them."""

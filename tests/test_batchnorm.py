@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from pyconvnet import ConvNetClassifier, _dispatch, load, ops, save
 from pyconvnet._layers import BatchNorm2D
+from pyconvnet._spec import BatchNormSpec
 
 import reference as ref
 
@@ -195,7 +196,7 @@ def test_bad_input_raises(call, error, match):
 # The layer and the network
 # --------------------------------------------------------------------------
 def test_layer_running_statistics_and_prediction():
-    layer = BatchNorm2D((3, 4, 4), "identity", np.float64)
+    layer = BatchNorm2D(BatchNormSpec((3, 4, 4), "identity"), None, np.float64)
     gamma, beta, running_mean, running_var = layer.params
     gamma[:] = [1.0, 2.0, 0.5]
     beta[:] = [0.0, -1.0, 1.0]
@@ -220,7 +221,7 @@ def test_layer_running_statistics_and_prediction():
 def test_layer_matches_torch_batchnorm2d():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(20)
-    layer = BatchNorm2D((4, 5, 5), "identity", np.float32)
+    layer = BatchNorm2D(BatchNormSpec((4, 5, 5), "identity"), None, np.float32)
     layer.params[0][:] = rng.uniform(0.5, 1.5, 4)
     layer.params[1][:] = rng.normal(size=4)
     bn = torch.nn.BatchNorm2d(4, eps=1e-5, momentum=0.1)

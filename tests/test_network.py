@@ -211,10 +211,11 @@ def test_global_average_pooling_gradient_matches_central_differences(conv_layers
 @pytest.mark.parametrize("shape", [(3, 5, 7, 6), (1, 2, 1, 1), (2, 3, 1, 9)])
 def test_global_average_pooling_layer_against_numpy(dtype, shape):
     from pyconvnet._layers import GlobalAvgPool2D
+    from pyconvnet._spec import GlobalAvgPoolSpec
 
     rng = np.random.RandomState(1)
     x = rng.standard_normal(shape).astype(dtype)
-    layer = GlobalAvgPool2D(shape[1:])
+    layer = GlobalAvgPool2D(GlobalAvgPoolSpec(shape[1:]))
     y = layer.forward(x, training=True)
     assert y.shape == (shape[0], shape[1], 1, 1)
     tol = 1e-6 if dtype == np.float32 else 1e-12
