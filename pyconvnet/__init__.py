@@ -11,7 +11,7 @@ def _unbuilt_source_tree():
 
     here = Path(__file__).resolve().parent
     kernels = here / "_kernels"
-    if not (kernels / "conv_im2col_generic.pyx").exists():
+    if not (kernels / "conv_im2col.pxi").exists():
         return None
     built = any((kernels / f"conv_im2col_generic{suffix}").exists()
                 for suffix in EXTENSION_SUFFIXES)

@@ -1034,8 +1034,11 @@ def test_unbuilt_source_tree_says_what_to_do(tmp_path):
     import pyconvnet
 
     source = tmp_path / "pyconvnet"
+    # A clone: no compiled modules, nor the .pyx files the build generates.
     shutil.copytree(pyconvnet.__path__[0], source,
-                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__",
+                                                  "*_generic.pyx", "*_avx2.pyx",
+                                                  "*_avx512.pyx"))
     # Editable installs resolve submodules through a finder of their own;
     # drop it so that only the source folder is seen, as after `pip install .`.
     code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "

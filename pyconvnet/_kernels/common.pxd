@@ -177,6 +177,44 @@ cdef inline void _plane_stats(const floating* y, Py_ssize_t n,
     stats[1] = _sqdev(y, n, s / n) if n else 0
 
 
+cdef inline tuple _scratch_rows(int n_threads, Py_ssize_t n_items,
+                                Py_ssize_t size, allocate):
+    """Per-thread scratch for a kernel's parallel loop: ``allocate(shape)``
+    of (threads used, size) — called with the GIL held, before the loop, so
+    that a failed allocation is a MemoryError — and the number of threads to
+    start, never more than work items (``_n_threads``). Every convolution
+    kernel takes its scratch here."""
+    cdef int n_used = _n_threads(n_threads, n_items)
+    return allocate((n_used, max(size, 1))), n_used
+
+
+cdef inline void _conv_tail(floating* y, Py_ssize_t F, Py_ssize_t P,
+                            const floating* bias, int act, double* stats,
+                            floating* pooled, int* argmax, int OH, int OW,
+                            int pool_h, int pool_w, int POH,
+                            int POW) noexcept nogil:
+    """What every convolution kernel does to one sample's output y (F planes
+    of P = OH * OW values) once its product is taken, while y is in cache:
+    add the bias (NULL: none) and apply the activation; with ``stats`` (the
+    sample's (F, 2) row, or NULL) take each plane's sum and squared
+    deviations for the batch norm that follows; with ``pooled`` (the
+    sample's (F, POH, POW) pooled output, or NULL) max pool each plane into
+    it, the window's index into ``argmax``. One piece for every
+    implementation, so that they fuse the same things in the same order."""
+    cdef Py_ssize_t f
+    if bias != NULL or act != PCN_IDENTITY:
+        for f in range(F):
+            _bias_act(y + f * P, bias[f] if bias != NULL else 0, P, act)
+    if stats != NULL:
+        for f in range(F):
+            _plane_stats(y + f * P, P, stats + 2 * f)
+    if pooled != NULL:
+        for f in range(F):
+            _max_pool_plane(y + f * P, pooled + f * POH * POW,
+                            argmax + f * POH * POW, OH, OW, pool_h, pool_w,
+                            pool_h, pool_w, POH, POW)
+
+
 cdef inline void _transpose(floating* dst, const floating* src, Py_ssize_t rows,
                             Py_ssize_t cols) noexcept nogil:
     if floating is float:
@@ -189,6 +227,15 @@ cdef inline int _n_threads(int n_threads, Py_ssize_t n_items) noexcept nogil:
     """Threads to start for n_items work items: no more than items, at least
     one (shared by every kernel's parallel loops)."""
     return <int> max(1, min(<Py_ssize_t> n_threads, n_items))
+
+
+# At most this many chunks (of samples, or of groups of them) share a weight
+# gradient's reduction, in every convolution kernel: enough for both cores to
+# stay busy on a batch of 10 (and for dynamic scheduling to balance a loaded
+# machine), few enough that adding the chunk buffers costs well under 1% of
+# the products.
+cdef enum:
+    MAX_GRAD_CHUNKS = 16
 
 
 # Partial sums are added up in parallel, each thread taking slices of

@@ -83,9 +83,9 @@ import numpy as np
 
 from pyconvnet._kernels.blas cimport gemm
 from pyconvnet._kernels.products cimport _product, _product_nt
-from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
-                                        _plane_stats,
-                                        _max_pool_plane, _n_threads,
+from pyconvnet._kernels.common cimport (MAX_GRAD_CHUNKS, PCN_IDENTITY,
+                                        _act_grad, _conv_tail, _n_threads,
+                                        _scratch_rows,
                                         _reduce_chunks, _sum, _transpose,
                                         _unpool_act, pcn_col2im_d,
                                         pcn_col2im_f, pcn_col2im_padded_d,
@@ -94,12 +94,13 @@ from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
                                         pcn_im2col_padded_f, pcn_pad_d,
                                         pcn_pad_f)
 
-# At most this many chunks of samples share the weight-gradient reduction:
-# enough for both cores to stay busy on a batch of 10 (and for dynamic
-# scheduling to balance a loaded machine), few enough that adding the chunk
-# buffers costs well under 1% of the GEMMs.
+def _scratch(n_threads, n_items, size, dtype):
+    """Per-thread scratch (threads used, size) and the threads to start."""
+    return _scratch_rows(n_threads, n_items, size,
+                         lambda shape: np.empty(shape, dtype=dtype))
+
+
 cdef enum:
-    MAX_GRAD_CHUNKS = 16
     # The weight gradient's product over positions, for layers with at
     # most this many rows of unfolding (a first layer on grey or RGB
     # images: K = C*KH*KW of 9 to 75), runs as row-by-row dot products
@@ -195,16 +196,6 @@ cdef inline void _col2im(const floating* cols, floating* dx, floating* pad,
                          g.ph, g.pw, g.OH, g.OW)
 
 
-def _scratch(n_threads, n_items, size, dtype):
-    """Per-thread scratch: (threads used, size), allocated with the GIL held.
-
-    Returns the array and the number of threads to start: never more threads
-    than work items.
-    """
-    n_used = _n_threads(n_threads, n_items)
-    return np.empty((n_used, max(size, 1)), dtype=dtype), n_used
-
-
 def conv2d_forward(
     const floating[:, :, :, ::1] x,       # IN  (N, C, H, W)
     const floating[:, :, :, ::1] weight,  # IN  (F, C, KH, KW)
@@ -264,8 +255,7 @@ def conv2d_forward(
     dtype = np.float32 if floating is float else np.float64
     # One thread's scratch: [im2col of x | output when pooling | padded x].
     scratch_arr, n_used = _scratch(n_threads, N,
-                                   off_pad + (0 if direct else g.pad_size),
-                                   dtype)
+                                   off_pad + (0 if direct else g.pad_size), dtype)
     scratch = scratch_arr
     with nogil, parallel(num_threads=n_used):
         for n in prange(N, schedule='dynamic'):
@@ -277,18 +267,11 @@ def conv2d_forward(
                 _im2col(xn, cols, base + off_pad, &g)
                 xn = cols
             _product(False, F, P, K, w, K, xn, P, False, yn, P)
-            if has_bias or activation != PCN_IDENTITY:
-                for f in range(F):
-                    _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
-                              activation)
-            if has_stats:
-                for f in range(F):
-                    _plane_stats(yn + f * P, P, &stats[n, f, 0])
-            if pool:
-                for f in range(F):
-                    _max_pool_plane(yn + f * P, &out[n, f, 0, 0],
-                                    &argmax[n, f, 0, 0], OH, OW, pool_h,
-                                    pool_w, pool_h, pool_w, POH, POW)
+            _conv_tail(yn, F, P, &bias[0] if has_bias else NULL, activation,
+                       &stats[n, 0, 0] if has_stats else NULL,
+                       &out[n, 0, 0, 0] if pool else NULL,
+                       &argmax[n, 0, 0, 0] if pool else NULL, OH, OW, pool_h,
+                       pool_w, POH, POW)
 
 
 def conv2d_backward(

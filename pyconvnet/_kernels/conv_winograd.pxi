@@ -63,9 +63,9 @@ import numpy as np
 
 from pyconvnet._kernels.blas cimport gemm
 from pyconvnet._kernels.products cimport _own, _product
-from pyconvnet._kernels.common cimport (PCN_IDENTITY, _act_grad, _bias_act,
-                                        _plane_stats,
-                                        _max_pool_plane, _n_threads,
+from pyconvnet._kernels.common cimport (MAX_GRAD_CHUNKS, PCN_IDENTITY,
+                                        _act_grad, _conv_tail, _n_threads,
+                                        _scratch_rows,
                                         _reduce_chunks, _sum, _unpool_act)
 
 
@@ -134,11 +134,6 @@ cdef extern from "winograd.h":
                                 int Wp, int TH, int TW, ptrdiff_t ldv,
                                 ptrdiff_t xs, ptrdiff_t t0) noexcept nogil
 
-
-# At most this many chunks of groups share the weight-gradient reduction
-# (as in conv_im2col).
-cdef enum:
-    MAX_GRAD_CHUNKS = 16
 
 # A group holds about GROUP_TILES tiles (the products' row count), and a
 # batch is cut into at least MIN_GROUPS groups when it has the samples, so
@@ -356,8 +351,8 @@ def _scratch(n_threads, n_items, size, dtype, buffer, key, bint lanes_full):
     transformed arrays are read by the transforms (their results dropped)
     but never written by the products, and must not hold denormal or other
     slow garbage."""
-    n_used = _n_threads(n_threads, n_items)
-    scratch = _array(buffer, key, (n_used, max(size, 1)), dtype)
+    scratch, n_used = _scratch_rows(n_threads, n_items, size,
+                                    lambda shape: _array(buffer, key, shape, dtype))
     if not lanes_full:
         scratch[...] = 0
     return scratch, n_used
@@ -459,19 +454,11 @@ def conv2d_forward(
             for s in range(gs):
                 yn = base + off_y if pool else &out[n0 + s, 0, 0, 0]
                 _output(&g, Mb, yn, s * T)
-                if has_bias or activation != PCN_IDENTITY:
-                    for f in range(F):
-                        _bias_act(yn + f * P, bias[f] if has_bias else 0, P,
-                                  activation)
-                if has_stats:
-                    for f in range(F):
-                        _plane_stats(yn + f * P, P, &stats[n0 + s, f, 0])
-                if pool:
-                    for f in range(F):
-                        _max_pool_plane(yn + f * P, &out[n0 + s, f, 0, 0],
-                                        &argmax[n0 + s, f, 0, 0], g.OH, g.OW,
-                                        pool_h, pool_w, pool_h, pool_w, POH,
-                                        POW)
+                _conv_tail(yn, F, P, &bias[0] if has_bias else NULL, activation,
+                           &stats[n0 + s, 0, 0] if has_stats else NULL,
+                           &out[n0 + s, 0, 0, 0] if pool else NULL,
+                           &argmax[n0 + s, 0, 0, 0] if pool else NULL, g.OH,
+                           g.OW, pool_h, pool_w, POH, POW)
     return U_arr
 
 
