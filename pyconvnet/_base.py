@@ -221,6 +221,9 @@ class BaseConvNet(Hyperparameters, InputHandling, FittedState, BaseEstimator):
             for lo in range(0, X.shape[0], step):
                 out[lo:lo + step] = network.predict_output(
                     self._rows(images, slice(lo, lo + step)))
+        # Once, not after every batch: freeing a batch's activations only to
+        # allocate them again for the next costs more than the batch.
+        network.forget()
         return out
 
     def check_params(self):

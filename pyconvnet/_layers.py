@@ -12,7 +12,9 @@ Every layer has
 - ``backward(dy)``: the gradient of the output -> the gradient of the input
   (None when ``input_grad`` is False, as for the first layer).
 
-Layers keep what their backward pass needs from the last forward pass. They
+Layers keep what their backward pass needs from the last training forward
+pass, and nothing from a prediction's (which would hold a batch's
+activations alive after ``predict``). They
 reach the compiled kernels only through ``_dispatch`` (never ``ops``'s own
 helpers: ``ops`` is the validated public API).
 
@@ -298,7 +300,8 @@ class Conv2D(Layer):
             geometry=self.geometry, stats=stats)
         # After a pooled pass, y and argmax are the pooled output and its
         # argmax, all that the backward pass needs.
-        self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
+        if training:
+            self._x, self._y, self._saved, self._argmax = x, y, saved, argmax
         return y
 
     def backward(self, dy):
@@ -458,7 +461,8 @@ class Pool2D(Layer):
             argmax = self._buffer("argmax", shape, np.intc, training)
         y, cache = _dispatch.pool_forward(x, self.pool_kind, self.size, self.size,
                                      self.n_threads, out=out, argmax=argmax)
-        self._saved = (x, y, cache)
+        if training:
+            self._saved = (x, y, cache)
         return y
 
     def backward(self, dy):
@@ -493,7 +497,8 @@ class GlobalAvgPool2D(Layer):
         y, _ = _dispatch.pool_forward(x, "avg", self.window, self.window,
                                       self.n_threads,
                                       out=self._buffer("y", shape, x.dtype, training))
-        self._x = x
+        if training:
+            self._x = x
         return y
 
     def backward(self, dy):
@@ -543,7 +548,8 @@ class Dense(Layer):
         return f"dense {self.weight.shape[1]}"
 
     def forward(self, x, training):
-        self._x = x
+        if training:
+            self._x = x
         y = self._buffer("y", (x.shape[0], self.weight.shape[1]), x.dtype, training)
         _dispatch.matmul(x, self.weight, y, self.n_threads)
         y += self.bias
@@ -572,7 +578,9 @@ class Activation(Layer):
         return self.name
 
     def forward(self, x, training):
-        self._y = y = _activations.get(self.name).forward(x)
+        y = _activations.get(self.name).forward(x)
+        if training:
+            self._y = y
         return y
 
     def backward(self, dy):

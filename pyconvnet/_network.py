@@ -259,10 +259,13 @@ class Network:
                 x = layer.forward(x, training, sample_weight, **fused)
             else:
                 x = layer.forward(x, training, **fused)
-        if not training:
-            for layer in self.layers:
-                layer.forget()
         return x
+
+    def forget(self):
+        """Let every layer go of what the last forward pass kept for a
+        backward pass (after a prediction, which needs none of it)."""
+        for layer in self.layers:
+            layer.forget()
 
     @property
     def loss(self):
