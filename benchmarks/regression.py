@@ -9,6 +9,11 @@ absolute error (in the target's units: digits) and fit time, one run each,
 one after the other on this machine.
 
     python benchmarks/regression.py [--n-train 20000] [--epochs 30] [--quick]
+        [--rows]
+
+``--rows`` feeds the network the canvases as rows of 384 values without an
+``image_shape`` (read as 1x384 strips, as the 0.4.0 demo trained), to show
+what reading them as images is worth.
 """
 import argparse
 import os
@@ -50,6 +55,8 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--rows", action="store_true",
+                        help="the network too takes rows (1x384 strips)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 300 canvases, 1 epoch")
     parser.add_argument("--json", default=os.path.join(
@@ -62,7 +69,8 @@ def main(argv=None):
     rows = []
     for name, model in models(epochs, args.quick):
         # The network reads images; a model of the pixels, rows of them.
-        train, test = ((X_train, X_test) if isinstance(model, ConvNetRegressor) else
+        images = isinstance(model, ConvNetRegressor) and not args.rows
+        train, test = ((X_train, X_test) if images else
                        (X_train.reshape(n_train, -1), X_test.reshape(n_test, -1)))
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -79,6 +87,7 @@ def main(argv=None):
     info = machine()
     write_json(args.json, {"machine": info, "quick": args.quick, "n_train": n_train,
                            "n_test": n_test, "epochs": epochs, "convnet": CONVNET,
+                           "rows": args.rows,
                            "results": rows})
     print(f"Machine: {info['cpu']}, {info['cores']} cores; digit sums, {n_train:,} "
           f"training and {n_test:,} test canvases."
