@@ -70,11 +70,10 @@ def _integers(text):
     """--hidden's text as a tuple of ints ('' is none)."""
     if not text.strip():
         return ()
+    entries = split_entries(text)
     try:
-        return tuple(int(part) for part in split_entries(text))
-    except ValueError as exc:
-        if "empty" in str(exc):
-            raise
+        return tuple(int(part) for part in entries)
+    except ValueError:
         raise ValueError(f"{text!r} is not integers separated by ','") from None
 
 

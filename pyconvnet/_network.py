@@ -30,12 +30,17 @@ def check_batch(spec, batch_size, itemsize, training, names=None):
     what = f"layer {biggest + 1} ({names[biggest]}) on a batch of {batch_size}"
     _geometry.check_workspace(sizes[biggest], what)
     _geometry.check_workspace(sum(sizes), f"the network's layers (the largest: {what})")
-    if not training:
-        return
+    if training:
+        _check_training_batch(spec, batch_size, names)
+
+
+def _check_training_batch(spec, batch_size, names, why=""):
+    """Each layer's rule for a training batch of ``batch_size`` samples
+    (``LayerSpec.training_batch_problem``); ``why`` ends the message."""
     for number, (name, layer) in enumerate(zip(names, spec.layers), 1):
         problem = layer.training_batch_problem(batch_size)
         if problem:
-            raise ValueError(problem.format(layer=f"layer {number} ({name})"))
+            raise ValueError(problem.format(layer=f"layer {number} ({name})") + why)
 
 
 def build_network(spec, rng, dtype):
@@ -178,15 +183,12 @@ class Network:
         """In training, each layer's rule (``training_batch_problem``) for a
         batch of which ``n_weighted`` samples have a positive weight: those
         are what batch norm averages, the others counting for nothing."""
-        for number, (spec, layer) in enumerate(zip(self.spec.layers, self.layers), 1):
-            problem = spec.training_batch_problem(n_weighted)
-            if problem:
-                raise ValueError(
-                    problem.format(layer=f"layer {number} ({layer.describe()})")
-                    + f" (here a training batch holds {n_weighted} sample"
-                    f"{'s' if n_weighted != 1 else ''} of positive "
-                    "sample_weight, the others counting for nothing: give more "
-                    "samples a weight, or use a larger batch_size)")
+        _check_training_batch(
+            self.spec, n_weighted, [layer.describe() for layer in self.layers],
+            f" (here a training batch holds {n_weighted} sample"
+            f"{'s' if n_weighted != 1 else ''} of positive sample_weight, the "
+            "others counting for nothing: give more samples a weight, or use a "
+            "larger batch_size)")
 
     #: whether layers that can run the next layers in their own pass do
     #: (``Layer.folds``, ``Layer.fuses_with``)

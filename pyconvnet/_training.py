@@ -199,6 +199,8 @@ def _check_weighted_batches(network, weighted, batch_size):
     train on once its samples of zero weight are left out (batch norm
     averages only the others): ``weighted`` says which samples, in the
     epoch's order, have a positive weight. A batch with none is skipped."""
+    if weighted.all():
+        return          # every batch as large as the batch sizes checked
     starts = np.arange(0, weighted.shape[0], batch_size)
     counts = np.add.reduceat(weighted.astype(np.intp), starts)
     for count in np.unique(counts[counts > 0]):
