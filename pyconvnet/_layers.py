@@ -28,7 +28,7 @@ instantiates a network spec.
 """
 import numpy as np
 
-from . import _activations, _dispatch, _geometry, _spec
+from . import _activations, _dispatch, _spec
 
 
 _LAYER_TYPES = {}

@@ -82,8 +82,9 @@ class ConvSpec(LayerSpec):
     activation: str = "relu"
     bias: bool = True
 
-    @property
+    @functools.cached_property
     def geometry(self):
+        # Worked out once: a layer asks its spec for its shapes every batch.
         return _geometry.ConvGeometry(tuple(self.in_shape), self.n_filters,
                                       tuple(self.kernel), tuple(self.stride),
                                       tuple(self.padding))
